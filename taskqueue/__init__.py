@@ -1,0 +1,55 @@
+"""taskqueue: a Redis-backed task queue with a synchronous API and thread workers."""
+
+from taskqueue.config import Settings, load_settings
+from taskqueue.context import TaskContext, current_task
+from taskqueue.errors import (
+    BrokerError,
+    ConfigurationError,
+    PayloadTooLarge,
+    Reject,
+    Retry,
+    SerializationError,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    TaskQueueError,
+    TaskTimeout,
+)
+from taskqueue.handle import DeadLetter, TaskHandle, TaskStatus
+from taskqueue.queue import TaskQueue
+from taskqueue.registry import TaskRegistry, registry
+from taskqueue.retry import RetryPolicy
+from taskqueue.task import Signature, Task, TaskFunction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # the queue and its tasks
+    "TaskQueue",
+    "Task",
+    "TaskFunction",
+    "Signature",
+    "TaskHandle",
+    "TaskStatus",
+    "DeadLetter",
+    "RetryPolicy",
+    "TaskRegistry",
+    "registry",
+    "current_task",
+    "TaskContext",
+    "Settings",
+    "load_settings",
+    # control flow inside tasks
+    "Retry",
+    "Reject",
+    # errors
+    "TaskQueueError",
+    "BrokerError",
+    "ConfigurationError",
+    "PayloadTooLarge",
+    "SerializationError",
+    "TaskCancelled",
+    "TaskFailed",
+    "TaskNotFound",
+    "TaskTimeout",
+]

@@ -1,0 +1,134 @@
+"""The Redis key layout: the only place a key name is spelled.
+
+Every key of one namespace carries the hash tag ``{namespace}``, so on Redis
+Cluster they all live in one slot. That is what lets one Lua script take
+from the highest-priority non-empty queue, lease the task and update its
+state atomically. The cost: one namespace is served by one cluster node;
+spread load over a cluster with several namespaces (one ``TaskQueue`` each),
+not by spreading one namespace's queues.
+
+Scripts that act on tasks they only learn about while running (the fetch
+script pops ids, then touches those tasks) receive key *prefixes* in KEYS
+(``task_prefix`` and friends below). Keys derived from them keep the hash
+tag, so they stay in the declared slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str = "taskqueue"
+
+    @property
+    def base(self) -> str:
+        return "{" + self.namespace + "}:"
+
+    # Per task -------------------------------------------------------------
+    @property
+    def task_prefix(self) -> str:
+        """HASH per task: payload, status, attempts, token, result, error..."""
+        return self.base + "task:"
+
+    @property
+    def history_prefix(self) -> str:
+        """LIST per task: one JSON document per failed attempt or recovery."""
+        return self.base + "history:"
+
+    @property
+    def done_prefix(self) -> str:
+        """LIST per task: gets one element when the task reaches a final state,
+        so ``result()`` can block on it (BLMOVE onto itself) instead of polling."""
+        return self.base + "done:"
+
+    def task(self, task_id: str) -> str:
+        return self.task_prefix + task_id
+
+    def history(self, task_id: str) -> str:
+        return self.history_prefix + task_id
+
+    def done(self, task_id: str) -> str:
+        return self.done_prefix + task_id
+
+    # Per queue ------------------------------------------------------------
+    @property
+    def queue_prefix(self) -> str:
+        """LIST per queue of pending task ids; RPUSH at the tail, LPOP at the head."""
+        return self.base + "queue:"
+
+    @property
+    def wake_prefix(self) -> str:
+        """LIST per queue of wake-up tokens that idle workers block on."""
+        return self.base + "wake:"
+
+    @property
+    def dead_prefix(self) -> str:
+        """ZSET per queue of dead task ids, scored by the time they died."""
+        return self.base + "dead:"
+
+    @property
+    def stats_prefix(self) -> str:
+        """HASH per queue of counters (processed, failed, retried, dead, ...)."""
+        return self.base + "stats:"
+
+    def queue(self, name: str) -> str:
+        return self.queue_prefix + name
+
+    def wake(self, name: str) -> str:
+        return self.wake_prefix + name
+
+    def dead(self, name: str) -> str:
+        return self.dead_prefix + name
+
+    def stats(self, name: str) -> str:
+        return self.stats_prefix + name
+
+    # Shared ---------------------------------------------------------------
+    @property
+    def leases(self) -> str:
+        """ZSET task id -> lease deadline (ms, server clock)."""
+        return self.base + "leases"
+
+    @property
+    def scheduled(self) -> str:
+        """ZSET task id -> due time (ms, server clock): delayed tasks and retries."""
+        return self.base + "scheduled"
+
+    @property
+    def wake_scheduler(self) -> str:
+        """LIST that wakes one idle worker when a task is scheduled earlier than it planned."""
+        return self.base + "wake-scheduled"
+
+    @property
+    def paused(self) -> str:
+        """SET of queue names that workers do not take from."""
+        return self.base + "paused"
+
+    @property
+    def workers(self) -> str:
+        """ZSET worker id -> heartbeat deadline (ms); expired members are dead workers."""
+        return self.base + "workers"
+
+    @property
+    def worker_prefix(self) -> str:
+        """HASH per worker process: host, pid, queues, threads, started-at."""
+        return self.base + "worker:"
+
+    def worker(self, worker_id: str) -> str:
+        return self.worker_prefix + worker_id
+
+    def wake_worker(self, worker_id: str) -> str:
+        """LIST private to one worker process: pushed to stop its idle threads at once."""
+        return self.base + "wake-worker:" + worker_id
+
+    @property
+    def periodic(self) -> str:
+        """HASH periodic name -> JSON definition (schedule, next and last run)."""
+        return self.base + "periodic"
+
+    @property
+    def periodic_due(self) -> str:
+        """ZSET periodic name -> next run (ms)."""
+        return self.base + "periodic-due"

@@ -1,0 +1,28 @@
+-- Cancel a task. Pending or scheduled: it will never run. Running: a flag the
+-- worker passes to the task (current_task().cancelled); threads cannot be killed.
+-- KEYS[1] task hash  KEYS[2] queue prefix  KEYS[3] scheduled zset  KEYS[4] done list
+-- KEYS[5] history list
+-- ARGV[1] id  ARGV[2] ttl ms for the cancelled record
+-- Returns the status the task had (false when there is no such task).
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return false
+end
+local function finish()
+  local now = now_ms()
+  local ttl = tonumber(ARGV[2])
+  redis.call('HSET', KEYS[1], 'status', 'CANCELLED', 'finished_ms', now, 'token', '')
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[5], ttl)
+  signal_done(KEYS[4], ttl)
+end
+if status == 'PENDING' then
+  redis.call('LREM', KEYS[2] .. redis.call('HGET', KEYS[1], 'queue'), 1, ARGV[1])
+  finish()
+elseif status == 'SCHEDULED' or status == 'RETRYING' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  finish()
+elseif status == 'RUNNING' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', 1)
+end
+return status

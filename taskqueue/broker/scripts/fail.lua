@@ -1,0 +1,42 @@
+-- Record a failed attempt and apply the decision the worker took from the
+-- task's retry policy: 'retry' (scheduled back through Redis), 'dead'
+-- (dead-letter queue) or 'failed' (final, not retried by policy).
+-- Fenced by the lease token like ack.lua.
+-- KEYS[1] task hash  KEYS[2] leases  KEYS[3] done list  KEYS[4] stats hash
+-- KEYS[5] history list  KEYS[6] scheduled zset  KEYS[7] scheduler wake list
+-- KEYS[8] dead zset of the queue  KEYS[9] task prefix  KEYS[10] history prefix
+-- KEYS[11] done prefix
+-- ARGV[1] id  ARGV[2] token  ARGV[3] action  ARGV[4] history entry (JSON)
+-- ARGV[5] error (msgpack)  ARGV[6] retry delay ms  ARGV[7] reason
+-- ARGV[8] result ttl ms  ARGV[9] dead max size  ARGV[10] dead ttl ms
+-- Returns {stored (0/1), dead entries dropped}
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
+  return {0, 0}
+end
+local now = now_ms()
+local action = ARGV[3]
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('RPUSH', KEYS[5], ARGV[4])
+redis.call('HSET', KEYS[1], 'error', ARGV[5], 'token', '')
+redis.call('HINCRBY', KEYS[4], 'failed_attempts', 1)
+if action == 'retry' then
+  local due = now + tonumber(ARGV[6])
+  redis.call('HSET', KEYS[1], 'status', 'RETRYING', 'due_ms', due)
+  redis.call('ZADD', KEYS[6], due, ARGV[1])
+  redis.call('HINCRBY', KEYS[4], 'retried', 1)
+  wake(KEYS[7])
+  return {1, 0}
+end
+redis.call('HINCRBY', KEYS[4], 'failed', 1)
+if action == 'dead' then
+  local dropped = bury(ARGV[1], ARGV[7], now, {task_prefix = KEYS[9], history_prefix = KEYS[10],
+    done_prefix = KEYS[11], dead_key = KEYS[8], stats_key = KEYS[4],
+    max = tonumber(ARGV[9]), ttl = tonumber(ARGV[10])})
+  return {1, dropped}
+end
+local ttl = tonumber(ARGV[8])
+redis.call('HSET', KEYS[1], 'status', 'FAILED', 'reason', ARGV[7], 'finished_ms', now)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[5], ttl)
+signal_done(KEYS[3], ttl)
+return {1, 0}

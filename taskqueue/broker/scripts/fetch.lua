@@ -1,0 +1,112 @@
+-- Lease up to ARGV[3] tasks from the highest-priority non-empty queues, after
+-- two bounded maintenance steps that any worker may do (both are idempotent):
+--   1. tasks whose lease expired (their worker died) go back to the front of
+--      their queue with the attempt counted, or to the dead letters when the
+--      attempts are spent;
+--   2. scheduled tasks (delays, retries) that are due move to their queue.
+-- KEYS[1] task prefix  KEYS[2] history prefix  KEYS[3] done prefix
+-- KEYS[4] queue prefix KEYS[5] wake prefix    KEYS[6] dead prefix
+-- KEYS[7] stats prefix KEYS[8] leases zset    KEYS[9] scheduled zset
+-- KEYS[10] paused set
+-- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] max tasks  ARGV[4] dead max size
+-- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7..] queue names, by priority
+-- Returns {now, next_due, dropped, then 6 fields per task:
+--          id, payload, signature, attempts, token, queue}
+-- next_due is the earliest scheduled time or lease deadline (-1: none), so an
+-- idle worker knows how long it may block.
+local tp, hp, dp, qp, wp, deadp, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local leases, scheduled, paused = KEYS[8], KEYS[9], KEYS[10]
+local worker, lease_ms, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local dead_max, dead_ttl, batch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_ms()
+local dropped = 0
+
+local function dead_args(queue)
+  return {task_prefix = tp, history_prefix = hp, done_prefix = dp, dead_key = deadp .. queue,
+          stats_key = sp .. queue, max = dead_max, ttl = dead_ttl}
+end
+
+-- 1. Expired leases: the worker that held them stopped heart-beating.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, batch)) do
+  redis.call('ZREM', leases, id)
+  local t = tp .. id
+  local fields = redis.call('HMGET', t, 'queue', 'attempts', 'max_retries', 'status')
+  if fields[1] and fields[4] == 'RUNNING' then
+    local attempts, max_retries = tonumber(fields[2]) or 0, tonumber(fields[3]) or 0
+    redis.call('RPUSH', hp .. id, '{"event":"lease-expired","at_ms":' .. now ..
+      ',"attempt":' .. attempts .. ',"message":"the worker running this attempt stopped renewing its lease"}')
+    redis.call('HINCRBY', sp .. fields[1], 'lease_expired', 1)
+    if attempts > max_retries then
+      dropped = dropped + bury(id, 'lease-expired: the task was running on a worker that died, ' ..
+        attempts .. ' times', now, dead_args(fields[1]))
+    else
+      redis.call('HSET', t, 'status', 'PENDING', 'token', '')
+      redis.call('LPUSH', qp .. fields[1], id)
+      wake(wp .. fields[1])
+    end
+  end
+end
+
+-- 2. Due scheduled tasks, oldest first.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, batch)) do
+  redis.call('ZREM', scheduled, id)
+  local t = tp .. id
+  local fields = redis.call('HMGET', t, 'queue', 'status')
+  if fields[1] and (fields[2] == 'SCHEDULED' or fields[2] == 'RETRYING') then
+    redis.call('HSET', t, 'status', 'PENDING')
+    redis.call('RPUSH', qp .. fields[1], id)
+    wake(wp .. fields[1])
+  end
+end
+
+-- 3. Lease tasks, highest priority first, FIFO within a queue.
+local out = {now, -1, 0}
+local taken = 0
+for i = 7, #ARGV do
+  local queue = ARGV[i]
+  if taken >= want then break end
+  if redis.call('SISMEMBER', paused, queue) == 0 then
+    local q = qp .. queue
+    while taken < want do
+      local id = redis.call('LPOP', q)
+      if not id then
+        redis.call('DEL', wp .. queue)
+        break
+      end
+      local t = tp .. id
+      local fields = redis.call('HMGET', t, 'payload', 'sig', 'status')
+      if not fields[1] then
+        -- A queue entry with no task behind it: keep the raw entry for inspection.
+        redis.call('HSET', t, 'payload', id, 'queue', queue, 'name', '', 'attempts', 0,
+          'max_retries', 0, 'enqueued_ms', now, 'error', '')
+        dropped = dropped + bury(id, 'bad-entry: no task is stored for this queue entry',
+          now, dead_args(queue))
+      elseif fields[3] == 'PENDING' then
+        local attempts = redis.call('HINCRBY', t, 'attempts', 1)
+        local token = worker .. ':' .. now .. ':' .. attempts
+        redis.call('HSET', t, 'status', 'RUNNING', 'token', token, 'worker', worker,
+          'started_ms', now)
+        redis.call('ZADD', leases, now + lease_ms, id)
+        out[#out + 1] = id
+        out[#out + 1] = fields[1]
+        out[#out + 1] = fields[2] or ''
+        out[#out + 1] = attempts
+        out[#out + 1] = token
+        out[#out + 1] = queue
+        taken = taken + 1
+      end
+      -- any other status (cancelled, already final): the entry is stale, drop it
+    end
+  end
+end
+
+if taken == 0 then
+  local next_due = -1
+  local s = redis.call('ZRANGE', scheduled, 0, 0, 'WITHSCORES')
+  if s[2] then next_due = tonumber(s[2]) end
+  local l = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+  if l[2] and (next_due < 0 or tonumber(l[2]) < next_due) then next_due = tonumber(l[2]) end
+  out[2] = next_due
+end
+out[3] = dropped
+return out

@@ -1,0 +1,126 @@
+"""The task registry: the only way a payload's name becomes code.
+
+It is the one piece of process-wide state taskqueue keeps, because task
+definitions are code: a ``Task`` subclass registers itself when its class
+statement runs, a ``@q.task`` function when it is decorated, exactly as
+the code that defines them is imported. A payload can only name an entry
+here; it can never name an arbitrary import path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskqueue.errors import TaskNotFound
+from taskqueue.retry import RetryPolicy
+from taskqueue.serialization import Envelope
+
+NAME_MAX = 200
+
+
+def check_name(name: Any, what: str = "task name") -> str:
+    """Names appear in Redis keys and logs: printable, no spaces or braces, bounded."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a non-empty string, got {name!r}")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"{what} {name[:40]!r}... is longer than {NAME_MAX} characters")
+    bad = [c for c in name if not c.isprintable() or c.isspace() or c in "{}"]
+    if bad:
+        raise ValueError(f"{what} {name!r} contains {bad[0]!r}; use letters, digits and . _ - : /")
+    return name
+
+
+@dataclass(frozen=True)
+class TaskDefinition:
+    """What the worker needs to run a task named ``name``."""
+
+    name: str
+    target: Callable[..., Any]
+    #: "function" (called with args/kwargs) or "class" (a Task subclass, built from kwargs).
+    kind: str = "function"
+    queue: str = "default"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: None: tasks.timeout_seconds from settings.
+    timeout: float | None = None
+
+    def prepare(self, envelope: Envelope) -> Callable[[], Any]:
+        """Bind the payload to the target, or raise TypeError saying what does not fit."""
+        if self.kind == "class":
+            if envelope.args:
+                raise TypeError(f"task {self.name!r} takes only named fields, got positional arguments")
+            instance = self.target(**envelope.kwargs)
+            return instance.execute
+        try:
+            signature = inspect.signature(self.target)
+        except (TypeError, ValueError):  # builtins without a signature: let the call decide
+            return lambda: self.target(*envelope.args, **envelope.kwargs)
+        try:
+            bound = signature.bind(*envelope.args, **envelope.kwargs)
+        except TypeError as exc:
+            raise TypeError(f"arguments do not fit {self.name}{signature}: {exc}") from None
+        return lambda: self.target(*bound.args, **bound.kwargs)
+
+
+class TaskRegistry:
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+        self._lock = threading.Lock()
+
+    def register(self, definition: TaskDefinition) -> TaskDefinition:
+        check_name(definition.name)
+        with self._lock:
+            old = self._tasks.get(definition.name)
+            if old is not None and old.target is not definition.target:
+                same_place = getattr(old.target, "__qualname__", None) == getattr(
+                    definition.target, "__qualname__", None
+                ) and getattr(old.target, "__module__", None) == getattr(
+                    definition.target, "__module__", None
+                )
+                if not same_place:
+                    warnings.warn(
+                        f"task name {definition.name!r} was registered by "
+                        f"{_where(old.target)}; {_where(definition.target)} replaces it",
+                        stacklevel=3,
+                    )
+                else:
+                    # A notebook cell run again, or a module reloaded: the newest code wins.
+                    warnings.warn(
+                        f"task {definition.name!r} redefined; the new definition replaces it", stacklevel=3
+                    )
+            self._tasks[definition.name] = definition
+        return definition
+
+    def get(self, name: str) -> TaskDefinition:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise TaskNotFound(
+                f"no task named {name!r} is registered in this process; import the module "
+                "that defines it before starting workers (taskqueue worker --app module:queue)"
+            ) from None
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._tasks.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._tasks))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+def _where(target: Any) -> str:
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+
+
+#: The process-wide registry that Task subclasses and @q.task functions join.
+registry = TaskRegistry()

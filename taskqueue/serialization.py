@@ -1,0 +1,142 @@
+"""msgpack envelopes: what a task looks like on the wire.
+
+No pickle, ever: a payload is data (a name, arguments, options) and the
+worker resolves the name in its own registry, so whoever can write to Redis
+can at worst enqueue a registered task with bad arguments.
+
+Payload values may be ``None``, booleans, ints, floats, strings, bytes,
+lists, tuples (they come back as lists), dicts and timezone-aware datetimes.
+Anything else is refused at enqueue time, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from taskqueue.errors import PayloadTooLarge, SerializationError
+
+ENVELOPE_VERSION = 1
+#: Deepest nesting accepted in arguments; deeper structures are refused both
+#: ways, so a hostile payload cannot exhaust the decoder's stack.
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """The decoded payload of one task."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Per-call options that the worker honours (timeout, max_retries).
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_depth(value: Any, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise SerializationError(f"arguments nest deeper than {MAX_DEPTH} levels")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_depth(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_depth(item, depth + 1)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__qualname__} is not supported in a task payload")
+
+
+def dumps(value: Any, *, what: str = "value") -> bytes:
+    """Encode a value as msgpack, or raise SerializationError naming what failed."""
+    try:
+        return msgpack.packb(value, use_bin_type=True, datetime=True, default=_refuse)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(
+            f"{what} cannot be serialized: {exc}. Use plain data (str, int, float, "
+            "bool, None, bytes, lists, dicts, aware datetimes) or pass a reference."
+        ) from None
+    except RecursionError:
+        raise SerializationError(f"{what} nests too deeply to serialize") from None
+
+
+def loads(data: bytes, *, what: str = "value") -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises many unrelated types on garbage
+        raise SerializationError(f"{what} is not valid msgpack: {exc}") from None
+
+
+def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
+    """Encode an envelope; raises SerializationError or PayloadTooLarge, never writes."""
+    _check_depth(envelope.args)
+    _check_depth(envelope.kwargs)
+    body: dict[str, Any] = {"v": ENVELOPE_VERSION, "n": envelope.name, "a": list(envelope.args)}
+    if envelope.kwargs:
+        body["k"] = envelope.kwargs
+    if envelope.options:
+        body["o"] = envelope.options
+    data = dumps(body, what=f"arguments of task {envelope.name!r}")
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(len(data), max_bytes, what=f"payload of task {envelope.name!r}")
+    return data
+
+
+def decode(data: bytes) -> Envelope:
+    """Decode bytes read from Redis; any defect raises SerializationError with the reason."""
+    body = loads(data, what="task payload")
+    if not isinstance(body, dict):
+        raise SerializationError(f"task payload is a {type(body).__name__}, not an envelope")
+    if body.get("v") != ENVELOPE_VERSION:
+        raise SerializationError(f"task payload has unknown envelope version {body.get('v')!r}")
+    name, args = body.get("n"), body.get("a", [])
+    kwargs, options = body.get("k", {}), body.get("o", {})
+    if not isinstance(name, str) or not name:
+        raise SerializationError("task payload has no task name")
+    if not isinstance(args, list):
+        raise SerializationError("task payload arguments are not a list")
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise SerializationError("task payload keyword arguments are not a map of names")
+    if not isinstance(options, dict):
+        raise SerializationError("task payload options are not a map")
+    _check_depth(args)
+    _check_depth(kwargs)
+    return Envelope(name=name, args=tuple(args), kwargs=kwargs, options=options)
+
+
+class Signer:
+    """HMAC-SHA256 over the payload bytes; the first key signs, all keys verify.
+
+    Several keys allow rotation: add the new key first, deploy, then drop
+    the old one once no task signed with it remains.
+    """
+
+    def __init__(self, keys: tuple[str, ...] | list[str]) -> None:
+        self._keys = [k.encode() for k in keys if k]
+
+    def __repr__(self) -> str:
+        return f"Signer(keys={len(self._keys)} hidden)"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def sign(self, payload: bytes) -> str:
+        if not self._keys:
+            return ""
+        return hmac.new(self._keys[0], payload, hashlib.sha256).hexdigest()
+
+    def verify(self, payload: bytes, signature: str) -> bool:
+        if not self._keys:
+            return True
+        if not signature:
+            return False
+        return any(
+            hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).hexdigest(), signature)
+            for key in self._keys
+        )

@@ -1,0 +1,200 @@
+"""What a task is: a ``Task`` subclass, or a function decorated with ``@q.task``.
+
+Class tasks are dataclasses whose annotated fields are the payload; they
+register themselves under ``name`` when the class statement runs, so a
+worker that imports the module knows them. Function tasks register when
+decorated. Both end up as a ``TaskDefinition`` in the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
+
+from taskqueue.registry import TaskDefinition, TaskRegistry, check_name, registry
+from taskqueue.retry import RetryPolicy, WaitStrategy, as_exception_types
+
+if TYPE_CHECKING:
+    from taskqueue.handle import TaskHandle
+    from taskqueue.queue import TaskQueue
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Class attributes that configure a Task rather than being part of its payload.
+CONFIG_NAMES = frozenset(
+    {"name", "queue", "max_retries", "timeout_seconds", "retry_wait", "retry_on", "dont_retry_on"}
+)
+
+
+def default_name(target: Any) -> str:
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+class Task:
+    """Base class of class-based tasks.
+
+    ``name`` defaults to ``module.QualName``. Annotated fields are the payload
+    (they must be msgpack-friendly); ``execute()`` runs in the worker.
+    Subclass with ``abstract=True`` for a base class that is not itself a task.
+    """
+
+    name: ClassVar[str]
+    queue: ClassVar[str] = "default"
+    max_retries: ClassVar[int] = 3
+    timeout_seconds: ClassVar[float | None] = None
+    retry_wait: ClassVar[WaitStrategy | None] = None
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
+    dont_retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init_subclass__(
+        cls, abstract: bool = False, registry: TaskRegistry = registry, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - mutated in place
+        for config in CONFIG_NAMES & set(annotations):
+            annotations[config] = ClassVar[Any]  # a configured value, not a payload field
+        dataclasses.dataclass(cls, kw_only=True)
+        if abstract:
+            return
+        if "name" not in cls.__dict__:
+            cls.name = default_name(cls)
+        registry.register(definition_of(cls))
+
+    def execute(self) -> Any:
+        raise NotImplementedError(f"{type(self).__qualname__} must define execute()")
+
+    def payload(self) -> dict[str, Any]:
+        """The fields that travel to the worker."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+def definition_of(cls: type[Task]) -> TaskDefinition:
+    check_name(cls.name)
+    check_name(cls.queue, "queue name")
+    if not isinstance(cls.max_retries, int) or cls.max_retries < 0:
+        raise ValueError(f"{cls.__qualname__}.max_retries must be an int >= 0, got {cls.max_retries!r}")
+    if cls.timeout_seconds is not None and not cls.timeout_seconds > 0:
+        raise ValueError(f"{cls.__qualname__}.timeout_seconds must be > 0, got {cls.timeout_seconds!r}")
+    return TaskDefinition(
+        name=cls.name,
+        target=cls,
+        kind="class",
+        queue=cls.queue,
+        retry=RetryPolicy(
+            max_retries=cls.max_retries,
+            wait=cls.retry_wait,
+            retry_on=as_exception_types(cls.retry_on, "retry_on") or (Exception,),
+            dont_retry_on=as_exception_types(cls.dont_retry_on, "dont_retry_on"),
+        ),
+        timeout=cls.timeout_seconds,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """A task call not yet sent: name, arguments and options (``add.s(1, 2)``)."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    queue: str | None = None
+    delay: float | timedelta | None = None
+    eta: datetime | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class TaskFunction(Generic[P, R]):
+    """A function registered as a task; calling it directly still runs it locally."""
+
+    def __init__(self, fn: Callable[P, R], queue: TaskQueue, definition: TaskDefinition) -> None:
+        self.fn = fn
+        self.queue = queue
+        self.definition = definition
+        self.name = definition.name
+        self.signature = inspect.signature(fn)
+        self.__wrapped__ = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__qualname__ = getattr(fn, "__qualname__", self.name)
+        self.__module__ = getattr(fn, "__module__", None)  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<task {self.name} queue={self.definition.queue}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse, at enqueue time, arguments the function could not accept."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}{self.signature}: {exc}") from None
+
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        self.check_arguments(args, kwargs)
+        return Signature(self.name, args, dict(kwargs))
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        return self.apply_async(args=args, kwargs=kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        eta: datetime | None = None,
+        task_id: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> TaskHandle:
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+        options: dict[str, Any] = {}
+        if timeout is not None:
+            options["timeout"] = timeout
+        if max_retries is not None:
+            options["max_retries"] = max_retries
+        sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options)
+        self.check_arguments(sig.args, sig.kwargs)
+        return self.queue.enqueue(sig, task_id=task_id)
+
+
+def function_definition(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    queue: str,
+    max_retries: int,
+    timeout: float | None,
+    retry_wait: WaitStrategy | None,
+    retry_on: Any,
+    dont_retry_on: Any,
+) -> TaskDefinition:
+    if not callable(fn):
+        raise TypeError(f"@task decorates a function, got {fn!r}")
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    return TaskDefinition(
+        name=check_name(name or default_name(fn)),
+        target=fn,
+        kind="function",
+        queue=check_name(queue, "queue name"),
+        retry=RetryPolicy(
+            max_retries=max_retries,
+            wait=retry_wait,
+            retry_on=as_exception_types(retry_on, "retry_on") or (Exception,),
+            dont_retry_on=as_exception_types(dont_retry_on, "dont_retry_on"),
+        ),
+        timeout=timeout,
+    )

@@ -1,0 +1,584 @@
+"""The worker pool: threads that lease tasks from Redis and run them.
+
+Each thread loops on its own: lease a task (one Lua call that also takes the
+highest-priority queue first), run it, then store the result *and* lease the
+next task in the same round trip. An idle thread blocks on a Redis wake-up
+list instead of polling. Two helper threads per pool: the heartbeat renews
+the leases of running tasks (so a long task is never handed to another
+worker) and registers the process; the watchdog enforces timeouts.
+
+Why plain threads rather than ``concurrent.futures.ThreadPoolExecutor``: an
+executor cannot shrink (the autoscaler needs that) and cannot replace a
+thread stuck in a task that ignored its timeout (we must, so the pool keeps
+its capacity). The pool here does both.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from taskqueue import context
+from taskqueue.broker import Delivery, FetchResult, RedisBroker
+from taskqueue.config import Settings
+from taskqueue.errors import (
+    BrokerError,
+    PayloadTooLarge,
+    Reject,
+    Retry,
+    SerializationError,
+    TaskNotFound,
+    TaskTimeout,
+)
+from taskqueue.registry import TaskDefinition, TaskRegistry
+from taskqueue.retry import RetryPolicy, default_wait
+from taskqueue.serialization import Signer, decode, dumps
+
+log = logging.getLogger("taskqueue.worker")
+
+_slot_numbers = itertools.count(1)
+
+
+def _exc_info(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+@dataclass
+class _Running:
+    """A task this process holds a lease on (running, or fetched and waiting)."""
+
+    delivery: Delivery
+    slot: _Slot | None = None
+    ctx: context.TaskContext | None = None
+    definition: TaskDefinition | None = None
+    deadline: float | None = None  # monotonic
+    timed_out_at: float | None = None
+    started: float = 0.0
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One worker thread and the state the watchdog needs to stop it."""
+
+    number: int = field(default_factory=lambda: next(_slot_numbers))
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    current: _Running | None = None
+    in_user_code: bool = False
+    retiring: bool = False
+    abandoned: bool = False
+
+
+class _Outage:
+    """Shared by the pool's threads so one Redis outage logs one line, not one per thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        with self._lock:
+            if self.since is None:
+                self.since = time.monotonic()
+                log.warning("lost Redis (%s); workers will keep retrying with backoff", exc)
+
+    def recovered(self) -> None:
+        if self.since is None:
+            return
+        with self._lock:
+            if self.since is not None:
+                log.warning("Redis is back after %.1f s; workers resumed", time.monotonic() - self.since)
+                self.since = None
+
+
+class _Backoff:
+    def __init__(self, initial: float = 0.05, maximum: float = 5.0) -> None:
+        self.initial, self.maximum, self.current = initial, maximum, initial
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+    def pause(self, stop: threading.Event) -> None:
+        stop.wait(self.current * (0.5 + random.random()))
+        self.current = min(self.maximum, self.current * 2)
+
+
+REDIS_ERRORS = (redis.exceptions.RedisError, BrokerError)
+
+
+class WorkerPool:
+    """Worker threads of one process for one set of queues."""
+
+    def __init__(
+        self,
+        broker: RedisBroker,
+        registry: TaskRegistry,
+        settings: Settings,
+        queues: list[str],
+        signer: Signer | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.settings = settings
+        self.queues = list(queues)
+        self.signer = signer or Signer(())
+        self.on_event = on_event
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wait_fallback = default_wait(settings.tasks)
+        self._slots: list[_Slot] = []
+        self._held: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watch = threading.Condition()
+        self._outage = _Outage()
+        self._helpers: list[threading.Thread] = []
+        self._started_at = time.time()
+        self._running = False
+
+    def __repr__(self) -> str:
+        return f"<WorkerPool {self.id} threads={self.count()} queues={','.join(self.queues)}>"
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self, count: int) -> None:
+        if self._running:
+            self.resize(self.count() + count)
+            return
+        self._running = True
+        self._stop.clear()
+        self._heartbeat_once()
+        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watchdog_loop, "watchdog")):
+            thread = threading.Thread(target=target, name=f"taskqueue-{name}", daemon=True)
+            thread.start()
+            self._helpers.append(thread)
+        self.resize(count)
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(1 for s in self._slots if not s.retiring and not s.abandoned)
+
+    def busy(self) -> int:
+        with self._lock:
+            return sum(1 for s in self._slots if s.current is not None and not s.abandoned)
+
+    def resize(self, count: int) -> None:
+        """Add threads, or ask idle ones to leave (a running task is never interrupted)."""
+        with self._lock:
+            active = [s for s in self._slots if not s.retiring and not s.abandoned]
+            for _ in range(count - len(active)):
+                self._spawn_locked()
+            surplus = len(active) - count
+            # Idle threads first: they leave at once; busy ones after their task.
+            for slot in sorted(active, key=lambda s: s.current is not None)[: max(0, surplus)]:
+                slot.retiring = True
+        if count < len(active):
+            self._wake_idle(len(active) - count)
+
+    def _spawn_locked(self) -> None:
+        slot = _Slot()
+        slot.thread = threading.Thread(
+            target=self._run_slot, args=(slot,), name=f"taskqueue-worker-{slot.number}", daemon=True
+        )
+        self._slots.append(slot)
+        slot.thread.start()
+
+    def _wake_idle(self, count: int) -> None:
+        try:
+            self.broker.wake_workers(self.id, count)
+        except REDIS_ERRORS:
+            pass  # they notice within idle_poll_seconds anyway
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop taking work; wait for running tasks; return True when all threads ended."""
+        if not self._running:
+            return True
+        grace = self.settings.workers.shutdown_grace_period if timeout is None else timeout
+        with self._lock:
+            slots = list(self._slots)
+            for slot in slots:
+                slot.retiring = True
+        self._wake_idle(len(slots))
+        deadline = time.monotonic() + grace
+        for slot in slots:
+            if slot.thread is not None and not slot.abandoned:
+                slot.thread.join(max(0.0, deadline - time.monotonic()))
+        finished = all(s.thread is None or not s.thread.is_alive() or s.abandoned for s in slots)
+        if not finished:
+            log.warning(
+                "%d task(s) still running after the %.0f s grace period; their leases will "
+                "expire and another worker will run them again",
+                sum(1 for s in slots if s.thread is not None and s.thread.is_alive()),
+                grace,
+            )
+        self._stop.set()
+        with self._watch:
+            self._watch.notify_all()
+        for thread in self._helpers:
+            thread.join(5)
+        self._helpers.clear()
+        try:
+            self.broker.unregister_worker(self.id)
+        except REDIS_ERRORS:
+            pass
+        with self._lock:
+            self._slots = [s for s in self._slots if s.thread is not None and s.thread.is_alive()]
+        self._running = False
+        return finished
+
+    # -- the worker thread ---------------------------------------------------------
+    def _run_slot(self, slot: _Slot) -> None:
+        buffer: deque[Delivery] = deque()
+        pending: tuple[Delivery, bytes, int] | None = None
+        fetched: FetchResult | None = None
+        backoff = _Backoff()
+        want = 1 + max(0, self.settings.workers.prefetch)
+        try:
+            while not slot.abandoned:
+                leaving = slot.retiring
+                count = 0 if (leaving or buffer) else want
+                try:
+                    if pending is not None:
+                        _, fetched = self.broker.ack_and_fetch(
+                            pending[0], pending[1], pending[2], self.id, self.queues, count
+                        )
+                        self._held.pop(pending[0].id, None)
+                        self._emit("succeeded", pending[0])
+                        pending = None
+                    elif count:
+                        fetched = self.broker.fetch(self.id, self.queues, count)
+                    else:
+                        fetched = None
+                    self._outage.recovered()
+                    backoff.reset()
+                except REDIS_ERRORS as exc:
+                    self._outage.failed(exc)
+                    if leaving and pending is None and buffer:
+                        break  # the leases of the buffered tasks expire; they are redelivered
+                    backoff.pause(self._stop if not leaving else threading.Event())
+                    if self._stop.is_set():
+                        break
+                    continue
+                if fetched is not None:
+                    if fetched.dropped_dead:
+                        log.warning(
+                            "dead-letter queue over its bound (dead_letter.max_size / ttl): "
+                            "%d oldest entries dropped",
+                            fetched.dropped_dead,
+                        )
+                    for d in fetched.deliveries:
+                        self._held[d.id] = _Running(d)
+                    buffer.extend(fetched.deliveries)
+                if leaving:
+                    break
+                if not buffer:
+                    self._idle_wait(fetched)
+                    continue
+                pending = self._execute(slot, buffer.popleft())
+        finally:
+            if buffer:
+                self._release(buffer)
+            with self._lock:
+                if slot in self._slots and not slot.abandoned:
+                    self._slots.remove(slot)
+
+    def _idle_wait(self, fetched: FetchResult | None) -> None:
+        timeout = self.settings.workers.idle_poll_seconds
+        if fetched is not None and fetched.next_due_ms >= 0:
+            until_due = (fetched.next_due_ms - fetched.now_ms) / 1000.0
+            if until_due <= 0:
+                return
+            timeout = min(timeout, until_due + 0.001)
+        try:
+            self.broker.wait_for_work(self.queues, self.id, timeout)
+        except REDIS_ERRORS as exc:
+            self._outage.failed(exc)
+            self._stop.wait(0.5)
+
+    def _release(self, deliveries: deque[Delivery]) -> None:
+        items = list(deliveries)
+        try:
+            self.broker.release(items)
+        except REDIS_ERRORS as exc:
+            log.warning(
+                "could not return %d prefetched task(s) (%s); their leases will expire", len(items), exc
+            )
+        for d in items:
+            self._held.pop(d.id, None)
+
+    # -- running one task ----------------------------------------------------------
+    def _execute(self, slot: _Slot, delivery: Delivery) -> tuple[Delivery, bytes, int] | None:
+        """Run a delivery; return what to ack, or None when its outcome is already stored."""
+        running = self._held.setdefault(delivery.id, _Running(delivery))
+        running.slot = slot
+        running.started = time.monotonic()
+        try:
+            if not self.signer.verify(delivery.payload, delivery.signature):
+                raise Reject("bad-signature: the task is unsigned or its signature does not match")
+            try:
+                envelope = decode(delivery.payload)
+            except SerializationError as exc:
+                raise Reject(f"bad-payload: {exc}") from None
+            try:
+                definition = self.registry.get(envelope.name)
+            except TaskNotFound as exc:
+                raise Reject(f"unknown-task: {exc}") from None
+            running.definition = definition
+            try:
+                call = definition.prepare(envelope)
+            except TypeError as exc:
+                raise Reject(f"bad-arguments: {exc}") from None
+            timeout = (
+                envelope.options.get("timeout") or definition.timeout or self.settings.tasks.timeout_seconds
+            )
+            max_retries = envelope.options.get("max_retries")
+            if isinstance(max_retries, int) and max_retries >= 0:
+                running.definition = definition = _with_max_retries(definition, max_retries)
+            ctx = context.TaskContext(
+                delivery.id, definition.name, delivery.queue, delivery.attempt, float(timeout)
+            )
+            running.ctx = ctx
+            self._emit("started", delivery)
+            with self._watch:
+                running.deadline = running.started + float(timeout)
+                self._watch.notify_all()
+            context._set(ctx)
+            try:
+                with slot.lock:
+                    slot.current = running
+                    slot.in_user_code = True
+                try:
+                    value = call()
+                finally:
+                    with slot.lock:
+                        slot.in_user_code = False
+            finally:
+                context._set(None)
+            if running.timed_out_at is not None:
+                return None  # the watchdog stored the timeout; this late value is dropped
+            runtime = int((time.monotonic() - running.started) * 1000)
+            try:
+                data = dumps(value, what=f"result of task {definition.name!r}")
+                if len(data) > self.settings.tasks.max_result_bytes:
+                    raise PayloadTooLarge(len(data), self.settings.tasks.max_result_bytes, "result")
+            except SerializationError as exc:
+                self._record_failure(running, exc, force="failed")
+                return None
+            return delivery, data, runtime
+        except TaskTimeout as exc:
+            if running.timed_out_at is None:
+                self._record_failure(running, exc)
+            return None
+        except Reject as exc:
+            self._record_failure(running, exc, force="dead")
+            return None
+        except Exception as exc:  # noqa: BLE001 - any error of user code is an outcome
+            self._record_failure(running, exc)
+            return None
+        finally:
+            with slot.lock:
+                slot.current = None
+            with self._watch:
+                running.deadline = None
+
+    def _record_failure(self, running: _Running, exc: BaseException, force: str | None = None) -> None:
+        """Decide retry / dead / failed from the policy and store it (token-fenced)."""
+        delivery = running.delivery
+        policy = running.definition.retry if running.definition else RetryPolicy(max_retries=0)
+        delay = 0.0
+        reason = ""
+        if force == "dead":
+            action = "dead"
+            reason = str(getattr(exc, "reason", exc))
+        elif force:
+            action = force
+            reason = f"{type(exc).__name__}: {exc}"
+        elif isinstance(exc, Retry):
+            retries_left = delivery.attempt <= policy.max_retries
+            action = "retry" if retries_left else "dead"
+            delay = (
+                exc.delay
+                if exc.delay is not None
+                else policy.delay(delivery.attempt, exc, self._wait_fallback)
+            )
+            reason = f"retries exhausted after {delivery.attempt} attempts: {exc}"
+        elif not policy.retryable(exc):
+            action, reason = "failed", f"{type(exc).__name__}: {exc} (not retried by policy)"
+        elif delivery.attempt <= policy.max_retries:
+            action = "retry"
+            delay = policy.delay(delivery.attempt, exc, self._wait_fallback)
+        else:
+            action = "dead"
+            reason = f"retries exhausted after {delivery.attempt} attempts: {type(exc).__name__}: {exc}"
+        info = _exc_info(exc)
+        entry = {
+            **info,
+            "event": "failed",
+            "attempt": delivery.attempt,
+            "at_ms": int(time.time() * 1000),
+            "action": action,
+        }
+        if action == "retry":
+            entry["retry_in_s"] = round(delay, 3)
+        error = dumps(info, what="error")
+        backoff = _Backoff()
+        for _ in range(20):
+            try:
+                _stored, dropped = self.broker.fail(
+                    delivery,
+                    action=action,
+                    history_entry=entry,
+                    error=error,
+                    delay_ms=int(delay * 1000),
+                    reason=reason,
+                )
+                self._outage.recovered()
+                break
+            except REDIS_ERRORS as e:
+                self._outage.failed(e)
+                backoff.pause(self._stop)
+        else:
+            log.error(
+                "could not record the failure of task %s; its lease will expire and it will run again",
+                delivery.id,
+            )
+            dropped = 0
+        if dropped:
+            log.warning(
+                "dead-letter queue %s over its bound: %d oldest entries dropped", delivery.queue, dropped
+            )
+        self._held.pop(delivery.id, None)
+        level = logging.WARNING if action != "retry" else logging.INFO
+        log.log(
+            level,
+            "task %s (%s) attempt %d %s: %s",
+            delivery.id,
+            entry.get("type"),
+            delivery.attempt,
+            action,
+            reason or exc,
+        )
+        self._emit(action, delivery)
+
+    def _emit(self, event: str, delivery: Delivery) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(
+                    event, {"id": delivery.id, "queue": delivery.queue, "attempt": delivery.attempt}
+                )
+            except Exception:
+                log.exception("event hook failed")
+
+    # -- heartbeat ---------------------------------------------------------------------
+    def _heartbeat_once(self) -> None:
+        held = [(d.delivery.id, d.delivery.token) for d in list(self._held.values())]
+        info = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "threads": self.count(),
+            "busy": self.busy(),
+            "started_at": self._started_at,
+        }
+        cancelled, lost = self.broker.heartbeat(
+            self.id, info, held, registry_ttl=2 * self.settings.workers.heartbeat_interval
+        )
+        for task_id, reason in [(c, "cancelled") for c in cancelled] + [(x, "lease-lost") for x in lost]:
+            running = self._held.get(task_id)
+            if running is not None and running.ctx is not None:
+                running.ctx.cancel(reason)
+                if reason == "lease-lost":
+                    log.warning(
+                        "task %s lost its lease (Redis was unreachable too long); another worker may run it",
+                        task_id,
+                    )
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.settings.workers.heartbeat_interval
+        backoff = _Backoff(maximum=interval)
+        while not self._stop.wait(interval if backoff.current == backoff.initial else 0):
+            try:
+                self._heartbeat_once()
+                backoff.reset()
+            except REDIS_ERRORS as exc:
+                self._outage.failed(exc)
+                backoff.pause(self._stop)
+
+    # -- timeouts ----------------------------------------------------------------------
+    def _watchdog_loop(self) -> None:
+        grace = self.settings.tasks.timeout_grace
+        while not self._stop.is_set():
+            now = time.monotonic()
+            wake_at = now + 1.0
+            for running in list(self._held.values()):
+                if running.deadline is not None and running.timed_out_at is None:
+                    if now >= running.deadline:
+                        self._time_out(running)
+                    else:
+                        wake_at = min(wake_at, running.deadline)
+                if running.timed_out_at is not None:
+                    if now >= running.timed_out_at + grace:
+                        self._abandon(running)
+                    else:
+                        wake_at = min(wake_at, running.timed_out_at + grace)
+            with self._watch:
+                self._watch.wait(max(0.001, wake_at - time.monotonic()))
+
+    def _time_out(self, running: _Running) -> None:
+        slot = running.slot
+        if slot is None:
+            return
+        with slot.lock:
+            if slot.current is not running or not slot.in_user_code:
+                return  # it just returned; the normal path stores its outcome
+            running.timed_out_at = time.monotonic()
+            running.ctx and running.ctx.cancel("timeout")
+            timeout = running.ctx.timeout_seconds if running.ctx else 0
+            if slot.thread is not None and slot.thread.ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(slot.thread.ident), ctypes.py_object(TaskTimeout)
+                )
+        log.warning("task %s exceeded its timeout of %g s", running.delivery.id, timeout)
+        self._record_failure(running, TaskTimeout(running.delivery.id, timeout))
+        self._held[running.delivery.id] = running  # keep watching until it returns or is abandoned
+
+    def _abandon(self, running: _Running) -> None:
+        slot = running.slot
+        if slot is None or slot.current is not running or slot.abandoned:
+            self._held.pop(running.delivery.id, None)
+            return
+        with self._lock:
+            slot.abandoned = True
+            if slot in self._slots:
+                self._slots.remove(slot)
+            if not slot.retiring and not self._stop.is_set():
+                self._spawn_locked()
+        self._held.pop(running.delivery.id, None)
+        log.error(
+            "task %s ignored its timeout (blocked in code that cannot be interrupted); its thread "
+            "is abandoned and replaced so the pool keeps its capacity",
+            running.delivery.id,
+        )
+
+
+def _with_max_retries(definition: TaskDefinition, max_retries: int) -> TaskDefinition:
+    from dataclasses import replace
+
+    return replace(definition, retry=replace(definition.retry, max_retries=max_retries))

@@ -1,0 +1,149 @@
+"""Test fixtures: one real server for the whole run, a clean database per test.
+
+The server is the same embedded server the library ships (taskqueue.embedded),
+started on a unix socket in a temporary directory. With REDIS_TEST_URL set,
+the suite uses that server instead (it must be a throw-away database: every
+test flushes it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from taskqueue import TaskQueue, TaskRegistry
+from taskqueue.config import Settings
+from taskqueue.embedded import EmbeddedServer
+
+#: Fast heartbeats and leases so crash tests take seconds, not minutes.
+FAST = {
+    "workers": {
+        "heartbeat_interval": 0.2,
+        "lease_heartbeats": 3,
+        "idle_poll_seconds": 0.5,
+        "shutdown_grace_period": 10,
+    },
+    "tasks": {
+        "retry_backoff_initial": 0.05,
+        "retry_backoff_max": 0.2,
+        "retry_jitter": 0.05,
+        "timeout_grace": 0.3,
+    },
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--skip-slow", action="store_true", help="skip the slow chaos/load tests (CI runs them)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--skip-slow"):
+        skip = pytest.mark.skip(reason="--skip-slow given")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer | None]:
+    if os.environ.get("REDIS_TEST_URL"):
+        yield None
+        return
+    server = EmbeddedServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedServer | None) -> str:
+    return os.environ.get("REDIS_TEST_URL") or redis_server.url  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    sections: dict[str, Any] = {k: dict(v) for k, v in FAST.items()}
+    for section, values in overrides.items():
+        if isinstance(values, dict):
+            sections.setdefault(section, {}).update(values)
+        else:
+            sections[section] = values
+    return Settings().replace(**sections)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def backend_url(request: pytest.FixtureRequest, redis_url: str) -> Iterator[str]:
+    """Runs a test twice: against the real server and against memory:// (fakeredis)."""
+    if request.param == "redis":
+        redis.Redis.from_url(redis_url).flushdb()
+        yield redis_url
+    else:
+        yield f"memory://{request.node.name}-{time.monotonic_ns()}"
+
+
+@pytest.fixture
+def registry() -> TaskRegistry:
+    return TaskRegistry()
+
+
+@pytest.fixture
+def make_queue(
+    redis_client: redis.Redis, redis_url: str, registry: TaskRegistry
+) -> Iterator[Callable[..., TaskQueue]]:
+    """Build queues on the real server with fast test settings; all closed after the test."""
+    made: list[TaskQueue] = []
+
+    def make(url: str | None = None, **overrides: Any) -> TaskQueue:
+        q = TaskQueue(url or redis_url, settings=make_settings(**overrides), registry=registry)
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        q.close()
+
+
+@pytest.fixture
+def queue(make_queue: Callable[..., TaskQueue]) -> TaskQueue:
+    return make_queue()
+
+
+@pytest.fixture
+def any_queue(backend_url: str, registry: TaskRegistry) -> Iterator[TaskQueue]:
+    """A queue on each backend in turn (the shared contract)."""
+    q = TaskQueue(backend_url, settings=make_settings(), registry=registry)
+    yield q
+    q.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:
+    """Wait for a condition that has no event to wait on (state in another process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        threading.Event().wait(interval)
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
