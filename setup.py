@@ -14,7 +14,7 @@ setup(
     install_requires=[
         "redis[hiredis]>=5.0",
         "msgpack>=1.0",
-        "tenacity>=8.2",
+        "tenacity>=9.1",
         "dynaconf>=3.2",
         "click>=8.1",
         "croniter>=2.0",

@@ -24,7 +24,7 @@ WaitStrategy = Callable[[tenacity.RetryCallState], float]
 def default_wait(settings: TaskSettings) -> WaitStrategy:
     """Exponential backoff with jitter: initial * 2**(attempt-1), capped, plus jitter."""
     return tenacity.wait_exponential_jitter(
-        initial=settings.retry_backoff_initial,
+        multiplier=settings.retry_backoff_initial,
         max=settings.retry_backoff_max,
         jitter=settings.retry_jitter,
     )

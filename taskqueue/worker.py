@@ -98,7 +98,7 @@ class _Outage:
         with self._lock:
             if self.since is None:
                 self.since = time.monotonic()
-                log.warning("lost Redis (%s); workers will keep retrying with backoff", exc)
+                log.warning("Redis is unreachable or failing (%s); workers keep retrying with backoff", exc)
 
     def recovered(self) -> None:
         if self.since is None:

@@ -123,7 +123,7 @@ class RedisBroker:
                 tenacity.stop_after_attempt(max(1, settings.redis.retry_attempts))
                 | tenacity.stop_after_delay(settings.redis.retry_max_seconds)
             ),
-            wait=tenacity.wait_exponential_jitter(initial=0.05, max=2.0),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
             reraise=True,
         )
 

@@ -76,10 +76,13 @@ for i = 7, #ARGV do
       local t = tp .. id
       local fields = redis.call('HMGET', t, 'payload', 'sig', 'status')
       if not fields[1] then
-        -- A queue entry with no task behind it: keep the raw entry for inspection.
-        redis.call('HSET', t, 'payload', id, 'queue', queue, 'name', '', 'attempts', 0,
+        -- A queue entry with no task behind it (written by something else than
+        -- taskqueue). Keep the raw entry for inspection, under an id that is
+        -- safe to print and to use in a key whatever bytes the entry holds.
+        local safe = 'bad-entry-' .. queue .. '-' .. redis.call('HINCRBY', sp .. queue, 'bad_entries', 1)
+        redis.call('HSET', tp .. safe, 'payload', id, 'queue', queue, 'name', '', 'attempts', 0,
           'max_retries', 0, 'enqueued_ms', now, 'error', '')
-        dropped = dropped + bury(id, 'bad-entry: no task is stored for this queue entry',
+        dropped = dropped + bury(safe, 'bad-entry: no task is stored for this queue entry',
           now, dead_args(queue))
       elseif fields[3] == 'PENDING' then
         local attempts = redis.call('HINCRBY', t, 'attempts', 1)
