@@ -309,7 +309,7 @@ class TaskQueue:
         out: list[DeadLetter] = []
         for q in self._queues_or(queue):
             ids = self.broker.dead_ids(q, limit)
-            records = self.broker.get_tasks(ids) if ids else []
+            records = self.broker.get_tasks(ids, history=True) if ids else []
             expired = [i for i, r in zip(ids, records, strict=True) if r is None]
             self.broker.forget_dead(q, expired)
             out += [DeadLetter.from_record(r) for r in records if r is not None]

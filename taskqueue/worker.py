@@ -41,6 +41,7 @@ from taskqueue.errors import (
     Reject,
     Retry,
     SerializationError,
+    TaskCancelled,
     TaskNotFound,
     TaskTimeout,
 )
@@ -122,6 +123,14 @@ class _Backoff:
 
 
 REDIS_ERRORS = (redis.exceptions.RedisError, BrokerError)
+
+
+class _AsyncTimeout(TaskTimeout):
+    """What the watchdog raises inside a task thread. CPython builds an
+    asynchronous exception from its class with no arguments, hence this subclass."""
+
+    def __init__(self) -> None:
+        super().__init__("", 0)
 
 
 class WorkerPool:
@@ -231,6 +240,10 @@ class WorkerPool:
         self._stop.set()
         with self._watch:
             self._watch.notify_all()
+        try:
+            self.broker.send_control(self.id)  # wake the heartbeat thread
+        except REDIS_ERRORS:
+            pass
         for thread in self._helpers:
             thread.join(5)
         self._helpers.clear()
@@ -389,6 +402,10 @@ class WorkerPool:
         except Reject as exc:
             self._record_failure(running, exc, force="dead")
             return None
+        except TaskCancelled as exc:
+            cancelled = running.ctx is not None and running.ctx.cancel_reason == "cancelled"
+            self._record_failure(running, exc, force="cancelled" if cancelled else None)
+            return None
         except Exception as exc:  # noqa: BLE001 - any error of user code is an outcome
             self._record_failure(running, exc)
             return None
@@ -418,7 +435,7 @@ class WorkerPool:
                 if exc.delay is not None
                 else policy.delay(delivery.attempt, exc, self._wait_fallback)
             )
-            reason = f"retries exhausted after {delivery.attempt} attempts: {exc}"
+            reason = f"retries exhausted after {delivery.attempt} attempt(s): {exc}"
         elif not policy.retryable(exc):
             action, reason = "failed", f"{type(exc).__name__}: {exc} (not retried by policy)"
         elif delivery.attempt <= policy.max_retries:
@@ -426,7 +443,7 @@ class WorkerPool:
             delay = policy.delay(delivery.attempt, exc, self._wait_fallback)
         else:
             action = "dead"
-            reason = f"retries exhausted after {delivery.attempt} attempts: {type(exc).__name__}: {exc}"
+            reason = f"retries exhausted after {delivery.attempt} attempt(s): {type(exc).__name__}: {exc}"
         info = _exc_info(exc)
         entry = {
             **info,
@@ -511,11 +528,22 @@ class WorkerPool:
                     )
 
     def _heartbeat_loop(self) -> None:
+        """Heartbeat every interval; in between, block on this process's control list
+        so that cancelling a running task reaches it at once, without polling."""
         interval = self.settings.workers.heartbeat_interval
         backoff = _Backoff(maximum=interval)
-        while not self._stop.wait(interval if backoff.current == backoff.initial else 0):
+        next_beat = time.monotonic() + interval
+        while not self._stop.is_set():
             try:
+                remaining = next_beat - time.monotonic()
+                if remaining > 0:
+                    for task_id in self.broker.wait_control(self.id, min(remaining, 5.0)):
+                        running = self._held.get(task_id)
+                        if running is not None and running.ctx is not None:
+                            running.ctx.cancel("cancelled")
+                    continue
                 self._heartbeat_once()
+                next_beat = time.monotonic() + interval
                 backoff.reset()
             except REDIS_ERRORS as exc:
                 self._outage.failed(exc)
@@ -553,7 +581,7 @@ class WorkerPool:
             timeout = running.ctx.timeout_seconds if running.ctx else 0
             if slot.thread is not None and slot.thread.ident is not None:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(slot.thread.ident), ctypes.py_object(TaskTimeout)
+                    ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_AsyncTimeout)
                 )
         log.warning("task %s exceeded its timeout of %g s", running.delivery.id, timeout)
         self._record_failure(running, TaskTimeout(running.delivery.id, timeout))

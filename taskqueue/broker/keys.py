@@ -124,6 +124,15 @@ class Keys:
         return self.base + "wake-worker:" + worker_id
 
     @property
+    def control_prefix(self) -> str:
+        """LIST per worker process of control messages (ids of tasks asked to cancel),
+        read by its heartbeat thread so a cancel reaches a running task at once."""
+        return self.base + "control:"
+
+    def control(self, worker_id: str) -> str:
+        return self.control_prefix + worker_id
+
+    @property
     def periodic(self) -> str:
         """HASH periodic name -> JSON definition (schedule, next and last run)."""
         return self.base + "periodic"

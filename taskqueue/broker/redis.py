@@ -132,15 +132,18 @@ class RedisBroker:
 
     # -- error handling --------------------------------------------------------
     def wrap_error(self, exc: redis.exceptions.RedisError, doing: str) -> BrokerError:
-        if isinstance(exc, TRANSIENT):
+        text = str(exc)
+        if isinstance(exc, redis.exceptions.ReadOnlyError) or "read only replica" in text:
+            # redis-py files this under ConnectionError; it is retried (a failover
+            # may be under way) but reported for what it is.
+            message = f"Redis is a read-only replica while {doing}: {exc}. Point redis.url at the primary"
+        elif isinstance(exc, TRANSIENT):
             message = f"cannot reach Redis while {doing}: {exc}"
-        elif "OOM" in str(exc):
+        elif "OOM" in text or "maxmemory" in text:
             message = (
                 f"Redis is out of memory while {doing}: {exc}. Free memory or raise maxmemory; "
                 "taskqueue needs maxmemory-policy noeviction so that queued tasks are never evicted"
             )
-        elif "READONLY" in str(exc):
-            message = f"Redis is a read-only replica while {doing}: {exc}. Point redis.url at the primary"
         else:
             message = f"Redis failed while {doing}: {exc}"
         error = BrokerError(message, url=self.url)
@@ -225,7 +228,14 @@ class RedisBroker:
             f"cancelling task {task_id}",
             lambda: self._run(
                 "cancel",
-                [k.task(task_id), k.queue_prefix, k.scheduled, k.done(task_id), k.history(task_id)],
+                [
+                    k.task(task_id),
+                    k.queue_prefix,
+                    k.scheduled,
+                    k.done(task_id),
+                    k.history(task_id),
+                    k.control_prefix,
+                ],
                 [task_id, int(self.settings.tasks.result_ttl * 1000)],
             ),
         )
@@ -242,15 +252,23 @@ class RedisBroker:
         replies = self.producer_call(f"reading task {task_id}", read)
         return self._record(task_id, replies[0], replies[1] if history else None)
 
-    def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord | None]:
+    def get_tasks(self, task_ids: Sequence[str], *, history: bool = False) -> list[TaskRecord | None]:
+        """Many task records in one round trip."""
+
         def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
             for task_id in task_ids:
                 pipe.hgetall(self.keys.task(task_id))
+                if history:
+                    pipe.lrange(self.keys.history(task_id), 0, -1)
             return pipe.execute()
 
         replies = self.producer_call(f"reading {len(task_ids)} tasks", read)
-        return [self._record(t, h, None) for t, h in zip(task_ids, replies, strict=True)]
+        step = 2 if history else 1
+        return [
+            self._record(t, replies[i * step], replies[i * step + 1] if history else None)
+            for i, t in enumerate(task_ids)
+        ]
 
     def _record(self, task_id: str, h: dict[bytes, bytes], history: list[bytes] | None) -> TaskRecord | None:
         if not h or b"status" not in h:
@@ -478,6 +496,25 @@ class RedisBroker:
         keys = [self.keys.wake(q) for q in queues]
         keys += [self.keys.wake_scheduler, self.keys.wake_worker(worker_id)]
         return self.client.blpop(keys, timeout=max(0.01, timeout)) is not None
+
+    def wait_control(self, worker_id: str, timeout: float) -> list[str]:
+        """Block up to timeout for control messages to this worker; return them all."""
+        key = self.keys.control(worker_id)
+        first = self.client.blpop([key], timeout=max(0.01, timeout))
+        if first is None:
+            return []
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        rest = pipe.execute()[0]
+        return [_text(m) for m in [first[1], *rest] if m]
+
+    def send_control(self, worker_id: str, message: str = "") -> None:
+        key = self.keys.control(worker_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(key, message)
+        pipe.pexpire(key, 60000)
+        pipe.execute()
 
     def wake_workers(self, worker_id: str, count: int) -> None:
         key = self.keys.wake_worker(worker_id)

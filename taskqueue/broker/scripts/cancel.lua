@@ -1,7 +1,7 @@
 -- Cancel a task. Pending or scheduled: it will never run. Running: a flag the
 -- worker passes to the task (current_task().cancelled); threads cannot be killed.
 -- KEYS[1] task hash  KEYS[2] queue prefix  KEYS[3] scheduled zset  KEYS[4] done list
--- KEYS[5] history list
+-- KEYS[5] history list  KEYS[6] control prefix (a list per worker process)
 -- ARGV[1] id  ARGV[2] ttl ms for the cancelled record
 -- Returns the status the task had (false when there is no such task).
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -24,5 +24,10 @@ elseif status == 'SCHEDULED' or status == 'RETRYING' then
   finish()
 elseif status == 'RUNNING' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1)
+  local worker = redis.call('HGET', KEYS[1], 'worker')
+  if worker then
+    redis.call('RPUSH', KEYS[6] .. worker, ARGV[1])
+    redis.call('PEXPIRE', KEYS[6] .. worker, 60000)
+  end
 end
 return status

@@ -1,6 +1,7 @@
 -- Record a failed attempt and apply the decision the worker took from the
 -- task's retry policy: 'retry' (scheduled back through Redis), 'dead'
--- (dead-letter queue) or 'failed' (final, not retried by policy).
+-- (dead-letter queue), 'failed' (final, not retried by policy) or
+-- 'cancelled' (the task stopped because cancel() asked it to).
 -- Fenced by the lease token like ack.lua.
 -- KEYS[1] task hash  KEYS[2] leases  KEYS[3] done list  KEYS[4] stats hash
 -- KEYS[5] history list  KEYS[6] scheduled zset  KEYS[7] scheduler wake list
@@ -27,7 +28,9 @@ if action == 'retry' then
   wake(KEYS[7])
   return {1, 0}
 end
-redis.call('HINCRBY', KEYS[4], 'failed', 1)
+if action ~= 'cancelled' then
+  redis.call('HINCRBY', KEYS[4], 'failed', 1)
+end
 if action == 'dead' then
   local dropped = bury(ARGV[1], ARGV[7], now, {task_prefix = KEYS[9], history_prefix = KEYS[10],
     done_prefix = KEYS[11], dead_key = KEYS[8], stats_key = KEYS[4],
@@ -35,7 +38,8 @@ if action == 'dead' then
   return {1, dropped}
 end
 local ttl = tonumber(ARGV[8])
-redis.call('HSET', KEYS[1], 'status', 'FAILED', 'reason', ARGV[7], 'finished_ms', now)
+local final = action == 'cancelled' and 'CANCELLED' or 'FAILED'
+redis.call('HSET', KEYS[1], 'status', final, 'reason', ARGV[7], 'finished_ms', now)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[5], ttl)
 signal_done(KEYS[3], ttl)
