@@ -54,6 +54,11 @@ class TaskSettings:
     retry_backoff_initial: float = 1.0
     retry_backoff_max: float = 300.0
     retry_jitter: float = 1.0
+    #: Keep what a task prints (stdout, stderr) and logs in Redis for ``handle.logs``,
+    #: instead of letting it reach the process's own streams (a notebook cell, a terminal).
+    capture_output: bool = True
+    #: Most lines kept per task (the newest win); longer lines are cut at 10,000 characters.
+    max_log_lines: int = 1000
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,11 @@ class TaskHandle:
         label = f" {self.name}" if self.name else ""
         return f"<TaskHandle {self.id}{label}>"
 
+    def _repr_html_(self) -> str:
+        from taskqueue.display import handle_html
+
+        return handle_html(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, TaskHandle) and other.id == self.id
 
@@ -86,6 +91,15 @@ class TaskHandle:
     def history(self) -> list[dict[str, Any]]:
         """One entry per failed attempt or lost lease: type, message, traceback, times."""
         return self.record(history=True).history
+
+    @property
+    def logs(self) -> str:
+        """What the task printed (stdout, stderr) and logged, over all its attempts, with the
+        traceback of each failed attempt; '' when it wrote nothing. Lines are stored when an
+        attempt ends, so a running attempt's output shows up once it finishes."""
+        from taskqueue.capture import as_text
+
+        return as_text(self.queue.broker.task_logs(self.id))
 
     def cancel(self) -> bool:
         """Pending or scheduled: it will never run (True). Running: asks it to stop (False)."""

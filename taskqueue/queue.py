@@ -93,6 +93,11 @@ class TaskQueue:
         workers = self._pool.count() if self._pool else 0
         return f"<TaskQueue {mask_url(self.url)} namespace={self.settings.redis.namespace} workers={workers}>"
 
+    def _repr_html_(self) -> str:
+        from taskqueue.display import queue_html
+
+        return queue_html(self)
+
     def __enter__(self) -> TaskQueue:
         return self
 
@@ -249,6 +254,38 @@ class TaskQueue:
         self.broker.enqueue(requests)
         return [TaskHandle(self, r.id, r.name) for r in requests]
 
+    def map(
+        self,
+        fn: TaskFunction[Any, Any] | str,
+        iterable: Iterable[Any],
+        *,
+        queue: str | None = None,
+        progress: bool = True,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Run a task once per item and return the results in the items' order.
+
+        A tuple item is the positional arguments (``q.map(add, [(1, 2), (3, 4)])``), any
+        other item the single argument (wrap a tuple argument: ``[((1, 2),)]``). Every task is
+        sent in one round trip, then a progress bar (``tqdm.auto``: a widget in a notebook,
+        text in a terminal) follows them. The first failure raises its ``TaskFailed`` with the
+        remote traceback, unless ``return_exceptions`` puts the errors in the list instead;
+        ``TimeoutError`` after ``timeout`` seconds. On an error, a timeout or an interrupt the
+        unfinished tasks are cancelled (running ones are asked to stop).
+        """
+        from taskqueue import mapping
+
+        return mapping.run(
+            self,
+            fn,
+            iterable,
+            queue=queue,
+            progress=progress,
+            timeout=timeout,
+            return_exceptions=return_exceptions,
+        )
+
     def get(self, task_id: str) -> TaskHandle:
         """A handle for a task id obtained elsewhere (another process, a log line)."""
         record = self.broker.get_task(task_id)
@@ -340,6 +377,25 @@ class TaskQueue:
 
     def resume(self, queue: str) -> None:
         self.broker.pause(self._check_queue(queue), False)
+
+    # -- notebooks ----------------------------------------------------------------------
+    def monitor(self, refresh: float = 2.0, **options: Any) -> Any:
+        """A live ipywidgets dashboard of this namespace: queue depths, throughput and
+        failures, workers, scheduled tasks and dead letters, with controls (see
+        ``taskqueue.monitor.Monitor`` for ``options``). It refreshes itself every
+        ``refresh`` seconds from a background thread that stops when the widget is closed
+        or this queue is."""
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "q.monitor() needs ipywidgets, which is not installed: pip install 'taskqueue[notebook]'"
+            ) from None
+        from taskqueue.monitor import Monitor
+
+        if self._closed:
+            raise RuntimeError("this TaskQueue is closed; create a new one to monitor")
+        return Monitor(self, refresh=refresh, **options)
 
     # -- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from taskqueue import context
+from taskqueue import capture, context
 from taskqueue.broker import Delivery, FetchResult, RedisBroker
 from taskqueue.config import Settings
 from taskqueue.errors import (
@@ -73,6 +73,11 @@ class _Running:
     deadline: float | None = None  # monotonic
     timed_out_at: float | None = None
     started: float = 0.0
+    #: What the task printed or logged (None when tasks.capture_output is off).
+    output: capture.OutputBuffer | None = None
+
+    def logs(self, error: BaseException | None = None) -> list[str]:
+        return self.output.lines(error) if self.output is not None else []
 
 
 @dataclass(eq=False)
@@ -259,7 +264,7 @@ class WorkerPool:
     # -- the worker thread ---------------------------------------------------------
     def _run_slot(self, slot: _Slot) -> None:
         buffer: deque[Delivery] = deque()
-        pending: tuple[Delivery, bytes, int] | None = None
+        pending: tuple[Delivery, bytes, int, list[str]] | None = None
         fetched: FetchResult | None = None
         backoff = _Backoff()
         want = 1 + max(0, self.settings.workers.prefetch)
@@ -270,7 +275,7 @@ class WorkerPool:
                 try:
                     if pending is not None:
                         _, fetched = self.broker.ack_and_fetch(
-                            pending[0], pending[1], pending[2], self.id, self.queues, count
+                            pending[0], pending[1], pending[2], self.id, self.queues, count, logs=pending[3]
                         )
                         self._held.pop(pending[0].id, None)
                         self._emit("succeeded", pending[0])
@@ -337,11 +342,14 @@ class WorkerPool:
             self._held.pop(d.id, None)
 
     # -- running one task ----------------------------------------------------------
-    def _execute(self, slot: _Slot, delivery: Delivery) -> tuple[Delivery, bytes, int] | None:
+    def _execute(self, slot: _Slot, delivery: Delivery) -> tuple[Delivery, bytes, int, list[str]] | None:
         """Run a delivery; return what to ack, or None when its outcome is already stored."""
         running = self._held.setdefault(delivery.id, _Running(delivery))
         running.slot = slot
         running.started = time.monotonic()
+        if self.settings.tasks.capture_output:
+            capture.ensure_installed()
+            running.output = capture.OutputBuffer(self.settings.tasks.max_log_lines, delivery.attempt)
         try:
             if not self.signer.verify(delivery.payload, delivery.signature):
                 raise Reject("bad-signature: the task is unsigned or its signature does not match")
@@ -373,6 +381,8 @@ class WorkerPool:
                 running.deadline = running.started + float(timeout)
                 self._watch.notify_all()
             context._set(ctx)
+            if running.output is not None:
+                capture.start(running.output)
             try:
                 with slot.lock:
                     slot.current = running
@@ -384,6 +394,7 @@ class WorkerPool:
                         slot.in_user_code = False
             finally:
                 context._set(None)
+                capture.stop()
             if running.timed_out_at is not None:
                 return None  # the watchdog stored the timeout; this late value is dropped
             runtime = int((time.monotonic() - running.started) * 1000)
@@ -394,7 +405,8 @@ class WorkerPool:
             except SerializationError as exc:
                 self._record_failure(running, exc, force="failed")
                 return None
-            return delivery, data, runtime
+            # An empty list when the task printed nothing: the ack then sends nothing more.
+            return delivery, data, runtime, running.logs()
         except TaskTimeout as exc:
             if running.timed_out_at is None:
                 self._record_failure(running, exc)
@@ -455,6 +467,25 @@ class WorkerPool:
         if action == "retry":
             entry["retry_in_s"] = round(delay, 3)
         error = dumps(info, what="error")
+        # Logged while the task's output is captured: the line is kept with the task
+        # (handle.logs) and reaches the application's configured log handlers, but is not
+        # printed into whichever notebook cell or terminal happens to be active.
+        if running.output is not None:
+            capture.start(running.output)
+        try:
+            log.log(
+                logging.WARNING if action != "retry" else logging.INFO,
+                "task %s (%s) attempt %d %s: %s",
+                delivery.id,
+                entry.get("type"),
+                delivery.attempt,
+                action,
+                reason or exc,
+            )
+        finally:
+            if running.output is not None:
+                capture.stop()
+        logs = running.logs(exc)
         backoff = _Backoff()
         for _ in range(20):
             try:
@@ -465,6 +496,7 @@ class WorkerPool:
                     error=error,
                     delay_ms=int(delay * 1000),
                     reason=reason,
+                    logs=logs,
                 )
                 self._outage.recovered()
                 break
@@ -482,16 +514,6 @@ class WorkerPool:
                 "dead-letter queue %s over its bound: %d oldest entries dropped", delivery.queue, dropped
             )
         self._held.pop(delivery.id, None)
-        level = logging.WARNING if action != "retry" else logging.INFO
-        log.log(
-            level,
-            "task %s (%s) attempt %d %s: %s",
-            delivery.id,
-            entry.get("type"),
-            delivery.attempt,
-            action,
-            reason or exc,
-        )
         self._emit(action, delivery)
 
     def _emit(self, event: str, delivery: Delivery) -> None:

@@ -8,20 +8,26 @@ from taskqueue.broker.connection import create_client, mask_url
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.redis import (
     FINAL_STATES,
+    DeadEntry,
     Delivery,
     EnqueueRequest,
     FetchResult,
     RedisBroker,
+    ScheduledEntry,
+    Snapshot,
     TaskRecord,
 )
 
 __all__ = [
     "FINAL_STATES",
+    "DeadEntry",
     "Delivery",
     "EnqueueRequest",
     "FetchResult",
     "Keys",
     "RedisBroker",
+    "ScheduledEntry",
+    "Snapshot",
     "TaskRecord",
     "create_client",
     "mask_url",

@@ -43,6 +43,14 @@ class Keys:
         so ``result()`` can block on it (BLMOVE onto itself) instead of polling."""
         return self.base + "done:"
 
+    @property
+    def logs_prefix(self) -> str:
+        """LIST per task of what it printed or logged (``handle.logs``), one element per
+        line, prefixed by a one-letter kind (see ``taskqueue.capture``). Written only when
+        an attempt produced output, in the same round trip as its outcome; bounded by
+        ``tasks.max_log_lines``."""
+        return self.base + "logs:"
+
     def task(self, task_id: str) -> str:
         return self.task_prefix + task_id
 
@@ -51,6 +59,9 @@ class Keys:
 
     def done(self, task_id: str) -> str:
         return self.done_prefix + task_id
+
+    def logs(self, task_id: str) -> str:
+        return self.logs_prefix + task_id
 
     # Per queue ------------------------------------------------------------
     @property

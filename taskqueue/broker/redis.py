@@ -93,6 +93,53 @@ class TaskRecord:
         return self.status in FINAL_STATES
 
 
+@dataclass(frozen=True, slots=True)
+class DeadEntry:
+    """A dead letter as ``snapshot`` lists it (``error`` still msgpack-encoded)."""
+
+    id: str
+    died_ms: int
+    name: str
+    queue: str
+    reason: str
+    attempts: int
+    error: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEntry:
+    """A task waiting for its due time (a delay, an eta or a retry)."""
+
+    id: str
+    due_ms: int
+    name: str
+    queue: str
+    status: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The state of a namespace at one instant (``snapshot``), decoded but not interpreted."""
+
+    now_ms: int
+    #: Tasks leased by a worker (running or prefetched), in every queue.
+    running: int
+    #: Tasks waiting for a due time, in every queue.
+    scheduled: int
+    paused: set[str]
+    #: Live worker processes: id -> registry info (host, pid, queues, threads, busy, ...).
+    workers: dict[str, dict[str, Any]]
+    pending: dict[str, int]
+    dead_letters: dict[str, int]
+    #: Per queue: its counters (enqueued, processed, failed, retried, dead, ...).
+    stats: dict[str, dict[str, int]]
+    #: The newest dead letters over all queues, newest first.
+    dead: list[DeadEntry]
+    #: The next scheduled tasks, soonest first.
+    upcoming: list[ScheduledEntry]
+
+
 def _text(value: bytes | None) -> str:
     return value.decode("utf-8", "replace") if value is not None else ""
 
@@ -388,6 +435,18 @@ class RedisBroker:
             ],
         )
 
+    def _logs_call(self, pipe: Any, task_id: str, lines: Sequence[str]) -> None:
+        """Append a task's captured output to its bounded list (see ``taskqueue.capture``).
+
+        Queued before the outcome's script, so whoever wakes on the outcome finds the lines.
+        The list lives as long as the task can still be looked at: its result or its dead letter.
+        """
+        key = self.keys.logs(task_id)
+        ttl_ms = int(max(self.settings.tasks.result_ttl, self.settings.dead_letter.ttl) * 1000)
+        pipe.rpush(key, *lines)
+        pipe.ltrim(key, -max(1, self.settings.tasks.max_log_lines), -1)
+        pipe.pexpire(key, ttl_ms)
+
     def ack_and_fetch(
         self,
         delivery: Delivery,
@@ -396,16 +455,27 @@ class RedisBroker:
         worker_id: str,
         queues: Sequence[str],
         count: int,
+        logs: Sequence[str] = (),
     ) -> tuple[bool, FetchResult | None]:
-        """Store a result and lease the next tasks in one round trip (count 0: ack only)."""
+        """Store a result and lease the next tasks in one round trip (count 0: ack only).
+
+        ``logs``: lines the task printed; when there are none, nothing more is sent.
+        """
+        unsent = [bool(logs)]
 
         def build(pipe: Any) -> None:
+            # A repeat after NOSCRIPT must not append the lines again: they went through.
+            if unsent[0]:
+                self._logs_call(pipe, delivery.id, logs)
+                unsent[0] = False
             self._ack_call(pipe, delivery, result, runtime_ms)
             if count > 0:
                 self._fetch_call(pipe, worker_id, queues, count)
 
         replies = self._pipeline(build)
-        return bool(replies[0]), (self._parse_fetch(replies[1]) if count > 0 else None)
+        if count > 0:
+            return bool(replies[-2]), self._parse_fetch(replies[-1])
+        return bool(replies[-1]), None
 
     def fail(
         self,
@@ -416,38 +486,51 @@ class RedisBroker:
         error: bytes,
         delay_ms: int = 0,
         reason: str = "",
+        logs: Sequence[str] = (),
     ) -> tuple[bool, int]:
-        """Record a failed attempt: action is 'retry', 'dead' or 'failed'."""
+        """Record a failed attempt: action is 'retry', 'dead' or 'failed'.
+
+        ``logs``: the attempt's captured output, stored in the same round trip.
+        """
         k = self.keys
         dead_max, dead_ttl = self._dead
-        reply = self._run(
-            "fail",
-            [
-                k.task(delivery.id),
-                k.leases,
-                k.done(delivery.id),
-                k.stats(delivery.queue),
-                k.history(delivery.id),
-                k.scheduled,
-                k.wake_scheduler,
-                k.dead(delivery.queue),
-                k.task_prefix,
-                k.history_prefix,
-                k.done_prefix,
-            ],
-            [
-                delivery.id,
-                delivery.token,
-                action,
-                json.dumps(history_entry, default=str),
-                error,
-                max(0, int(delay_ms)),
-                reason,
-                int(self.settings.tasks.result_ttl * 1000),
-                dead_max,
-                dead_ttl,
-            ],
-        )
+        keys = [
+            k.task(delivery.id),
+            k.leases,
+            k.done(delivery.id),
+            k.stats(delivery.queue),
+            k.history(delivery.id),
+            k.scheduled,
+            k.wake_scheduler,
+            k.dead(delivery.queue),
+            k.task_prefix,
+            k.history_prefix,
+            k.done_prefix,
+        ]
+        args = [
+            delivery.id,
+            delivery.token,
+            action,
+            json.dumps(history_entry, default=str),
+            error,
+            max(0, int(delay_ms)),
+            reason,
+            int(self.settings.tasks.result_ttl * 1000),
+            dead_max,
+            dead_ttl,
+        ]
+        if not logs:
+            reply = self._run("fail", keys, args)
+        else:
+            unsent = [True]
+
+            def build(pipe: Any) -> None:
+                if unsent[0]:  # not again on a repeat after NOSCRIPT: the lines went through
+                    self._logs_call(pipe, delivery.id, logs)
+                    unsent[0] = False
+                self.scripts.queue(pipe, "fail", keys, args)
+
+            reply = self._pipeline(build)[-1]
         return bool(reply[0]), int(reply[1])
 
     def release(self, deliveries: Iterable[Delivery]) -> int:
@@ -631,6 +714,106 @@ class RedisBroker:
             return out
 
         return self.producer_call("listing workers", read)
+
+    def snapshot(self, queues: Sequence[str], dead_limit: int = 20, scheduled_limit: int = 20) -> Snapshot:
+        """Everything a monitor shows in one round trip (one read-only script), whatever
+        the queue sizes: see ``scripts/snapshot.lua``."""
+        k = self.keys
+        keys = [
+            k.workers,
+            k.leases,
+            k.scheduled,
+            k.paused,
+            k.worker_prefix,
+            k.task_prefix,
+            k.queue_prefix,
+            k.dead_prefix,
+            k.stats_prefix,
+        ]
+        args = [max(0, int(dead_limit)), max(0, int(scheduled_limit)), *queues]
+
+        def build(pipe: Any) -> None:
+            self.scripts.queue(pipe, "snapshot", keys, args)
+
+        reply = self.producer_call("reading a snapshot", lambda: self._pipeline(build)[0])
+        now_ms, running, scheduled, paused, workers, per_queue, dead, upcoming = reply
+        live: dict[str, dict[str, Any]] = {}
+        for worker_id, info, heartbeat in workers:
+            try:
+                decoded = json.loads(info)
+            except ValueError:
+                decoded = {}
+            if not isinstance(decoded, dict):
+                decoded = {}
+            decoded["heartbeat_ms"] = _int(heartbeat)
+            live[_text(worker_id)] = decoded
+        return Snapshot(
+            now_ms=int(now_ms),
+            running=int(running),
+            scheduled=int(scheduled),
+            paused={_text(p) for p in paused},
+            workers=live,
+            pending={q: int(r[0]) for q, r in zip(queues, per_queue, strict=True)},
+            dead_letters={q: int(r[1]) for q, r in zip(queues, per_queue, strict=True)},
+            stats={
+                q: {_text(r[2][i]): _int(r[2][i + 1]) or 0 for i in range(0, len(r[2]), 2)}
+                for q, r in zip(queues, per_queue, strict=True)
+            },
+            dead=[
+                DeadEntry(
+                    _text(e[0]), int(e[1]), _text(e[2]), _text(e[3]), _text(e[4]), _int(e[5]) or 0, e[6]
+                )
+                for e in dead
+            ],
+            upcoming=[
+                ScheduledEntry(_text(e[0]), int(e[1]), _text(e[2]), _text(e[3]), _text(e[4]), _int(e[5]) or 0)
+                for e in upcoming
+            ],
+        )
+
+    def task_logs(self, task_id: str) -> list[str]:
+        """The stored output lines of a task (each with its kind letter, see ``taskqueue.capture``)."""
+        lines = self.producer_call(
+            f"reading the logs of task {task_id}", lambda: self.client.lrange(self.keys.logs(task_id), 0, -1)
+        )
+        return [_text(line) for line in lines]
+
+    def task_statuses(self, task_ids: Sequence[str]) -> list[str]:
+        """The status of many tasks in one round trip ('' for a task Redis no longer has)."""
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.hget(self.keys.task(task_id), "status")
+            return pipe.execute()
+
+        return [_text(s) for s in self.producer_call(f"reading {len(task_ids)} statuses", read)]
+
+    def cancel_many(self, task_ids: Sequence[str]) -> list[str | None]:
+        """``cancel`` for many tasks in one round trip; each one's previous status."""
+        if not task_ids:
+            return []
+        k = self.keys
+        ttl = int(self.settings.tasks.result_ttl * 1000)
+
+        def build(pipe: Any) -> None:
+            for task_id in task_ids:
+                self.scripts.queue(
+                    pipe,
+                    "cancel",
+                    [
+                        k.task(task_id),
+                        k.queue_prefix,
+                        k.scheduled,
+                        k.done(task_id),
+                        k.history(task_id),
+                        k.control_prefix,
+                    ],
+                    [task_id, ttl],
+                )
+
+        replies = self.producer_call(f"cancelling {len(task_ids)} tasks", lambda: self._pipeline(build))
+        return [_text(r) if r else None for r in replies]
 
     def pause(self, queue: str, paused: bool = True) -> None:
         op = self.client.sadd if paused else self.client.srem

@@ -24,6 +24,7 @@ NAMES = (
     "heartbeat",
     "requeue_dead",
     "purge",
+    "snapshot",
 )
 
 
