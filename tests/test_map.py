@@ -85,9 +85,11 @@ def test_timeout_raises_and_cancels_pending_tasks(queue: TaskQueue, monkeypatch)
     sent = []
     real = queue.enqueue_many
     monkeypatch.setattr(queue, "enqueue_many", lambda items: sent.extend(real(items)) or sent)
-    with pytest.warns(UserWarning, match="no worker is running"):
-        with pytest.raises(TimeoutError, match="3 of 3 tasks had not finished after 0.3 s"):
-            queue.map(never_runs, [1, 2, 3], progress=False, timeout=0.3)
+    with (
+        pytest.warns(UserWarning, match="no worker is running"),
+        pytest.raises(TimeoutError, match=r"3 of 3 tasks had not finished after 0\.3 s"),
+    ):
+        queue.map(never_runs, [1, 2, 3], progress=False, timeout=0.3)
     assert len(sent) == 3
     assert [h.status for h in sent] == [TaskStatus.CANCELLED] * 3
     assert queue.broker.queue_ids("default") == []
