@@ -539,6 +539,8 @@ class Monitor(widgets.VBox):
 
     def close(self) -> None:
         """Stop the refresh thread and remove the widget (and its parts) from the page."""
+        if "_stopping" not in self.__dict__:
+            return  # __init__ refused its arguments before building anything
         self.stop("closed")
         for child in self._parts():
             child.close()
