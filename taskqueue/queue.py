@@ -69,7 +69,9 @@ class TaskQueue:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a string such as 'redis://localhost:6379/0', got {url!r}")
         self.settings = settings or load_settings()
-        self.registry = registry or default_registry
+        # auto_register off: the queue knows only the tasks registered on it (q.task, q.register),
+        # not every Task subclass the process happens to define.
+        self.registry = registry or (default_registry if self.settings.auto_register else TaskRegistry())
         url = url or self.settings.redis.url
         self._server = None
         if not url:
@@ -86,7 +88,12 @@ class TaskQueue:
 
     @classmethod
     def from_settings(cls, path: str | None = None, env: str | None = None, **overrides: Any) -> TaskQueue:
-        """Build from the dynaconf layers (files, TASK_QUEUE_ENV section, variables)."""
+        """Build from the dynaconf layers (files, TASK_QUEUE_ENV section, variables).
+
+        ``overrides`` are sections laid over every layer: ``from_settings(workers={"initial_count": 2})``.
+        Raises one ConfigurationError listing every invalid setting. ``TaskQueueBuilder``
+        ends in the same validated settings.
+        """
         return cls(settings=load_settings(path, env, **overrides))
 
     def __repr__(self) -> str:
