@@ -43,6 +43,15 @@ class Failure(click.ClickException):
     exit_code = EXIT_FAILURE
 
 
+class UsageFailure(click.ClickException):
+    """A wrong option or argument found after parsing: exit code 2, one line (no usage dump)."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, param_hint: str | None = None) -> None:
+        super().__init__(f"{param_hint}: {message}" if param_hint else message)
+
+
 class ConfigFailure(click.ClickException):
     """A configuration error: exit code 2 (every problem listed)."""
 
@@ -96,9 +105,7 @@ def import_app(spec: str, options: _Options, url: str | None) -> TaskQueue:
     """``module:attr`` (or ``module``, if it holds exactly one TaskQueue) -> the TaskQueue."""
     module_name, _, attr = spec.partition(":")
     if not module_name or (":" in spec and not attr):
-        raise click.BadParameter(
-            f"{spec!r} is not module:attribute, e.g. myapp.tasks:queue", param_hint="--app"
-        )
+        raise UsageFailure(f"{spec!r} is not module:attribute, e.g. myapp.tasks:queue", param_hint="--app")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: the project directory is importable
     try:
@@ -110,42 +117,38 @@ def import_app(spec: str, options: _Options, url: str | None) -> TaskQueue:
             module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise click.BadParameter(
+            raise UsageFailure(
                 f"cannot import {module_name!r}: no module named {exc.name!r} "
                 "(run from the project directory or add it to PYTHONPATH)",
                 param_hint="--app",
             ) from None
-        raise click.BadParameter(
+        raise UsageFailure(
             f"importing {module_name!r} failed: {exc}{_where(exc)}", param_hint="--app"
         ) from None
     except (ConfigurationError, BrokerError):
         raise
     except Exception as exc:  # noqa: BLE001 - any error in the user's module is reported in one line
-        raise click.BadParameter(
+        raise UsageFailure(
             f"importing {module_name!r} failed: {type(exc).__name__}: {exc}{_where(exc)}", param_hint="--app"
         ) from None
     if attr:
         target = module
         for part in attr.split("."):
             if not hasattr(target, part):
-                raise click.BadParameter(
-                    f"module {module_name!r} has no attribute {attr!r}", param_hint="--app"
-                )
+                raise UsageFailure(f"module {module_name!r} has no attribute {attr!r}", param_hint="--app")
             target = getattr(target, part)
         if callable(target) and not isinstance(target, TaskQueue):
             target = target()  # a factory: myapp:create_queue
     else:
         found = {n: v for n, v in vars(module).items() if isinstance(v, TaskQueue)}
         if len(found) != 1:
-            raise click.BadParameter(
+            raise UsageFailure(
                 f"module {module_name!r} holds {len(found)} TaskQueue objects; name one: {module_name}:NAME",
                 param_hint="--app",
             )
         target = next(iter(found.values()))
     if not isinstance(target, TaskQueue):
-        raise click.BadParameter(
-            f"{spec!r} is a {type(target).__name__}, not a TaskQueue", param_hint="--app"
-        )
+        raise UsageFailure(f"{spec!r} is a {type(target).__name__}, not a TaskQueue", param_hint="--app")
     if url and target.url != url:
         # The module built its queue with a fixed URL: keep its tasks and settings, use --url.
         settings = target.settings.replace(redis={"url": url}).validate()
@@ -193,7 +196,7 @@ def _confirm(yes: bool, question: str) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise click.UsageError(f"{question} Not on a terminal: add --yes to confirm.")
+        raise UsageFailure(f"{question} Not on a terminal: add --yes to confirm.")
     click.confirm(question, abort=True)
 
 
@@ -227,9 +230,9 @@ def _parse_autoscale(ctx: click.Context, param: click.Parameter, value: str | No
     try:
         lo, hi = int(low), int(high)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not MIN:MAX, e.g. 1:20") from None
+        raise UsageFailure(f"{value!r} is not MIN:MAX, e.g. 1:20", param_hint="--autoscale") from None
     if not sep or lo < 1 or hi < lo:
-        raise click.BadParameter(f"{value!r}: need 1 <= MIN <= MAX, e.g. 1:20")
+        raise UsageFailure(f"{value!r}: need 1 <= MIN <= MAX, e.g. 1:20", param_hint="--autoscale")
     return lo, hi
 
 
@@ -240,7 +243,7 @@ def _parse_queues(q: TaskQueue, value: str | None) -> list[str] | None:
     unknown = [n for n in names if n not in q.settings.queues]
     if unknown or not names:
         configured = ", ".join(q.settings.queues_by_priority())
-        raise click.BadParameter(
+        raise UsageFailure(
             f"unknown queue(s) {', '.join(unknown) or value!r}; configured: {configured}",
             param_hint="--queues",
         )
@@ -331,7 +334,7 @@ def worker(
         (autoscale, "--autoscale", "start_autoscaler"),
     ):
         if given and not callable(getattr(q, method, None)):
-            raise click.UsageError(f"{option}: this taskqueue has no TaskQueue.{method}()")
+            raise UsageFailure(f"{option}: this taskqueue has no TaskQueue.{method}()")
     q.settings = settings.replace(**changes).validate()
     shutdown = _Shutdown(q.settings.workers.shutdown_grace_period)
     shutdown.install()
@@ -538,12 +541,10 @@ def _json_arg(value: str, option: str, kind: type, example: str) -> Any:
     try:
         parsed = json.loads(value)
     except ValueError as exc:
-        raise click.BadParameter(
-            f"not valid JSON ({exc}); e.g. {option} {example!r}", param_hint=option
-        ) from None
+        raise UsageFailure(f"not valid JSON ({exc}); e.g. {option} {example!r}", param_hint=option) from None
     if not isinstance(parsed, kind):
         what = "an array" if kind is list else "an object"
-        raise click.BadParameter(f"must be a JSON {what}, e.g. {option} {example!r}", param_hint=option)
+        raise UsageFailure(f"must be a JSON {what}, e.g. {option} {example!r}", param_hint=option)
     return parsed
 
 
@@ -587,15 +588,13 @@ def enqueue(
         definition = q.definition(name)
     except TaskNotFound:
         known = ", ".join(sorted(q.registry)) or "(none)"
-        raise click.UsageError(
-            f"no task named {name!r} is registered by {app}; registered: {known}"
-        ) from None
+        raise UsageFailure(f"no task named {name!r} is registered by {app}; registered: {known}") from None
     try:
         definition.prepare(Envelope(name, tuple(args), kwargs, {}))
     except TypeError as exc:
-        raise click.UsageError(f"arguments do not fit task {name!r}: {exc}") from None
+        raise UsageFailure(str(exc)) from None
     if queue_name is not None and queue_name not in q.settings.queues:
-        raise click.BadParameter(
+        raise UsageFailure(
             f"unknown queue {queue_name!r}; configured: {', '.join(q.settings.queues_by_priority())}",
             param_hint="--queue",
         )
@@ -622,7 +621,7 @@ def enqueue(
 # -- dead letters and purge ------------------------------------------------------------------
 def _check_queue(q: TaskQueue, queue_name: str | None) -> None:
     if queue_name is not None and queue_name not in q.settings.queues:
-        raise click.BadParameter(
+        raise UsageFailure(
             f"unknown queue {queue_name!r}; configured: {', '.join(q.settings.queues_by_priority())}",
             param_hint="--queue",
         )
@@ -698,7 +697,7 @@ def dead(
         click.echo(json.dumps({"requeued": count}) if as_json else f"requeued {count} task(s)")
     else:
         if task_id is not None:
-            raise click.BadParameter("purge removes whole queues' dead letters; drop --id", param_hint="--id")
+            raise UsageFailure("purge removes whole queues' dead letters; drop --id", param_hint="--id")
         _confirm(yes, f"Delete every dead task of {queue_name or 'every queue'}?")
         count = q.purge_dead(queue_name)
         click.echo(json.dumps({"purged": count}) if as_json else f"purged {count} dead task(s)")
@@ -717,7 +716,7 @@ def purge(
     """Delete every pending task of QUEUE (running and scheduled tasks are not touched)."""
     q = open_queue(ctx, app, url)
     if queue_name not in q.settings.queues:
-        raise click.BadParameter(
+        raise UsageFailure(
             f"unknown queue {queue_name!r}; configured: {', '.join(q.settings.queues_by_priority())}",
             param_hint="QUEUE",
         )

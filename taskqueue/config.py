@@ -8,8 +8,9 @@ Layers, lowest priority first (each later one overrides single keys, not
 whole sections):
 
 1. the defaults of the dataclasses below;
-2. ``settings.toml``, ``settings.local.toml``, ``.secrets.toml`` (read by
-   dynaconf; top-level tables are sections: ``[redis]``, ``[queues.reports]``);
+2. ``settings.toml`` (or ``$TASK_QUEUE_SETTINGS_FILE``), ``settings.local.toml``,
+   ``.secrets.toml`` (read by dynaconf; top-level tables are sections:
+   ``[redis]``, ``[queues.reports]``);
 3. the environment section chosen by ``TASK_QUEUE_ENV`` (default
    ``development``) in any of those files: ``[production.redis]``;
 4. environment variables: the aliases (``REDIS_URL``, ``TASK_QUEUE_WORKERS``...)
@@ -163,6 +164,8 @@ _SECRETISH = re.compile(r"pass|secret|token|key|auth", re.IGNORECASE)
 
 ENV_PREFIX = "TASK_QUEUE_"
 ENV_SWITCHER = "TASK_QUEUE_ENV"
+#: Names the main settings file when no path is passed (default: ./settings.toml).
+SETTINGS_FILE_VARIABLE = "TASK_QUEUE_SETTINGS_FILE"
 DEFAULT_ENV = "development"
 DEFAULT_FILES = ("settings.toml", "settings.local.toml", ".secrets.toml")
 
@@ -703,10 +706,13 @@ def _layers(
     extra: Iterable[tuple[Mapping[str, Any], str]],
 ) -> _Layers:
     environ = os.environ if environ is None else environ
+    origin = "the path argument"
+    if path is None and environ.get(SETTINGS_FILE_VARIABLE):
+        path, origin = environ[SETTINGS_FILE_VARIABLE], f"variable {SETTINGS_FILE_VARIABLE}"
     if path is not None and not Path(path).is_file():
         raise ConfigurationError(
-            f"settings file {os.fspath(path)!r} does not exist (from the path argument); "
-            "pass an existing file, or path=None to read ./settings.toml if present"
+            f"settings file {os.fspath(path)!r} does not exist (from {origin}); "
+            "name an existing file, or none to read ./settings.toml if present"
         )
     env = (env or environ.get(ENV_SWITCHER) or DEFAULT_ENV).lower()
     layers = _Layers()
@@ -722,6 +728,9 @@ def _layers(
     for label, name, value in env_sections:
         if name in ("default", env):
             continue
+        if difflib.get_close_matches(name, ALL_SECTIONS, n=1, cutoff=0.8):
+            layers.problems.append(_unknown(name, value, label, ALL_SECTIONS, "section"))
+            continue  # a misspelt section, not an environment
         for section in value:
             if str(section).lower() not in ALL_SECTIONS:
                 layers.problems.append(

@@ -87,14 +87,22 @@ class TaskQueue:
         self._extensions: dict[str, Any] = {}
 
     @classmethod
-    def from_settings(cls, path: str | None = None, env: str | None = None, **overrides: Any) -> TaskQueue:
+    def from_settings(
+        cls,
+        path: str | None = None,
+        env: str | None = None,
+        *,
+        registry: TaskRegistry | None = None,
+        data_dir: str | None = None,
+        **overrides: Any,
+    ) -> TaskQueue:
         """Build from the dynaconf layers (files, TASK_QUEUE_ENV section, variables).
 
         ``overrides`` are sections laid over every layer: ``from_settings(workers={"initial_count": 2})``.
         Raises one ConfigurationError listing every invalid setting. ``TaskQueueBuilder``
         ends in the same validated settings.
         """
-        return cls(settings=load_settings(path, env, **overrides))
+        return cls(settings=load_settings(path, env, **overrides), registry=registry, data_dir=data_dir)
 
     def __repr__(self) -> str:
         workers = self._pool.count() if self._pool else 0
