@@ -71,7 +71,9 @@ class TaskQueue:
         self.settings = settings or load_settings()
         # auto_register off: the queue knows only the tasks registered on it (q.task, q.register),
         # not every Task subclass the process happens to define.
-        self.registry = registry or (default_registry if self.settings.auto_register else TaskRegistry())
+        if registry is None:
+            registry = default_registry if self.settings.auto_register else TaskRegistry()
+        self.registry = registry  # not `registry or ...`: an empty TaskRegistry is falsy (len 0)
         url = url or self.settings.redis.url
         self._server = None
         if not url:
