@@ -244,7 +244,7 @@ def _parse_queues(q: TaskQueue, value: str | None) -> list[str] | None:
     if unknown or not names:
         configured = ", ".join(q.settings.queues_by_priority())
         raise UsageFailure(
-            f"unknown queue(s) {', '.join(unknown) or value!r}; configured: {configured}",
+            f"unknown queue(s) {', '.join(unknown) or repr(value)}; configured: {configured}",
             param_hint="--queues",
         )
     return names
@@ -323,6 +323,8 @@ def worker(
     changes: dict[str, Any] = {"workers": {"initial_count": count}}
     if autoscale:
         low, high = autoscale
+        if workers is not None and not low <= workers <= high:
+            raise UsageFailure(f"--workers {workers} is outside --autoscale {low}:{high}")
         if workers is None:
             count = min(max(count, low), high)
             changes["workers"]["initial_count"] = count
@@ -543,7 +545,7 @@ def _json_arg(value: str, option: str, kind: type, example: str) -> Any:
     except ValueError as exc:
         raise UsageFailure(f"not valid JSON ({exc}); e.g. {option} {example!r}", param_hint=option) from None
     if not isinstance(parsed, kind):
-        what = "an array" if kind is list else "an object"
+        what = "array" if kind is list else "object"
         raise UsageFailure(f"must be a JSON {what}, e.g. {option} {example!r}", param_hint=option)
     return parsed
 
@@ -685,13 +687,14 @@ def dead(
         elif not letters:
             click.echo("no dead tasks")
         else:
-            click.echo(
-                table(
-                    ["ID", "NAME", "QUEUE", "TRIES", "DIED", "REASON"],
-                    [[d.id, d.name, d.queue, d.attempts, _when(d.died_ms)[5:], d.reason] for d in letters],
-                    [12, 16, 8, 5, 14, 19],
-                )
-            )
+            lines = table(
+                ["ID", "NAME", "QUEUE", "TRIES", "DIED"],
+                [[d.id, d.name, d.queue, d.attempts, _when(d.died_ms)[5:16]] for d in letters],
+                [32, 16, 8, 5, 11],
+            ).splitlines()
+            click.echo(lines[0])
+            for line, d in zip(lines[1:], letters, strict=True):
+                click.echo(f"{line}\n  {_cut(d.reason, 78)}")
     elif action == "requeue":
         count = q.requeue_dead(task_id, queue=queue_name)
         click.echo(json.dumps({"requeued": count}) if as_json else f"requeued {count} task(s)")
