@@ -8,6 +8,7 @@ never a traceback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
@@ -20,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import click
@@ -403,10 +405,12 @@ def gather_status(q: TaskQueue) -> dict[str, Any]:
             }
         )
     periodic: list[dict[str, Any]] = []
-    lister = getattr(q, "periodic_tasks", None)
+    lister = getattr(q, "periodic_tasks", None)  # present when the scheduler module is
     if callable(lister):
         for entry in lister():
-            periodic.append(dict(entry) if isinstance(entry, dict) else dict(vars(entry)))
+            if dataclasses.is_dataclass(entry) and not isinstance(entry, type):
+                entry = dataclasses.asdict(entry)
+            periodic.append(dict(entry))
     return {
         "url": mask_url(q.url),
         "namespace": q.settings.redis.namespace,
@@ -450,6 +454,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], widths: Sequenc
             cells.append(text.rjust(width) if numeric[i] else text.ljust(width))
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def _moment(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%m-%d %H:%M:%S")
+    return "-" if value is None else str(value)
 
 
 def _ago(seconds: float | None) -> str:
@@ -509,16 +519,12 @@ def render_status(data: dict[str, Any]) -> str:
         out += ["", f"PERIODIC: {len(data['periodic'])}"]
         out.append(
             table(
-                ["NAME", "SCHEDULE", "NEXT RUN"],
+                ["NAME", "QUEUE", "SCHEDULE", "NEXT RUN"],
                 [
-                    [
-                        p.get("name", ""),
-                        p.get("schedule", p.get("cron", p.get("every", ""))),
-                        p.get("next_run", ""),
-                    ]
+                    [p.get("name", ""), p.get("queue", ""), p.get("schedule", ""), _moment(p.get("next_run"))]
                     for p in data["periodic"]
                 ],
-                [36, 20, 20],
+                [30, 8, 22, 14],
             )
         )
     total_dead = data["totals"]["dead"]

@@ -6,6 +6,7 @@ as a real subprocess that receives real signals.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +135,29 @@ def test_status_shows_queues_workers_and_dead_letters(producer: TaskQueue, redis
 
 def _sig(name: str, *args: Any) -> Signature:
     return Signature(name, args)
+
+
+@dataclasses.dataclass
+class _Periodic:
+    name: str
+    queue: str
+    schedule: str
+    next_run: datetime | None
+
+
+def test_status_lists_periodic_tasks(
+    queue: TaskQueue, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    due = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    entries = [_Periodic("reports.nightly-digest-for-every-team", "low", "cron '0 3 * * *' UTC", due)]
+    monkeypatch.setattr(TaskQueue, "periodic_tasks", lambda self: entries, raising=False)
+    data = json.loads(run("status", "--url", redis_url, "--json").output)
+    assert data["periodic"] == [{**dataclasses.asdict(entries[0]), "next_run": str(due)}]
+    lines = run("status", "--url", redis_url).output.splitlines()
+    row = lines[lines.index("PERIODIC: 1") + 2]
+    local = due.astimezone().strftime("%m-%d %H:%M:%S")
+    assert row == f"reports.nightly-digest-for-ev~  low       cron '0 3 * * *' UTC    {local}"
+    assert max(len(line) for line in lines) <= 80
 
 
 def test_unreachable_redis_is_one_line_with_the_password_masked() -> None:
