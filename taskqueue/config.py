@@ -273,8 +273,10 @@ def redact(key: str, value: Any) -> Any:
         return MASK
     if isinstance(value, str) and "://" in value:
         return _mask_url(value)
-    if isinstance(value, dict):
-        return MASK if any(_SECRETISH.search(str(k)) for k in value) else value
+    if isinstance(value, Mapping):  # an unknown table: mask what is inside, key by key
+        return {k: redact(f"{key}.{k}", v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(key, v) for v in value)
     return value
 
 
