@@ -139,8 +139,15 @@ def import_app(spec: str, options: _Options, url: str | None) -> TaskQueue:
             if not hasattr(target, part):
                 raise UsageFailure(f"module {module_name!r} has no attribute {attr!r}", param_hint="--app")
             target = getattr(target, part)
-        if callable(target) and not isinstance(target, TaskQueue):
-            target = target()  # a factory: myapp:create_queue
+        if callable(target) and not isinstance(target, (TaskQueue, type)):
+            try:
+                target = target()  # a factory: myapp:create_queue
+            except (ConfigurationError, BrokerError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the user's factory failed: one line, not a traceback
+                raise UsageFailure(
+                    f"calling {spec!r} failed: {type(exc).__name__}: {exc}{_where(exc)}", param_hint="--app"
+                ) from None
     else:
         found = {n: v for n, v in vars(module).items() if isinstance(v, TaskQueue)}
         if len(found) != 1:

@@ -238,6 +238,11 @@ def test_enqueue_needs_app() -> None:
         ("raise RuntimeError('bad app')\n", "{mod}:q", "RuntimeError: bad app ("),
         ("q = 1\n", "{mod}:", "is not module:attribute"),
         ("x = 1\n", "{mod}", "holds 0 TaskQueue objects"),
+        (
+            "def make():\n    raise OSError('no disk')\n",
+            "{mod}:make",
+            "calling '{mod}:make' failed: OSError: no disk",
+        ),
     ],
 )
 def test_bad_app_is_one_line_with_exit_2(

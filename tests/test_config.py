@@ -376,7 +376,11 @@ def test_secrets_never_appear_in_reprs_or_errors(project: Path) -> None:
     assert len(exc.value.details) == 4
     assert not any(secret in text for secret in SECRETS), text
     assert "'***'" in text
-    write(project, "settings.toml", '[reddis]\nurl = "redis://:hunter2@db"\n[flassk]\nauth_token = "bearer-xyz"\n')
+    write(
+        project,
+        "settings.toml",
+        '[reddis]\nurl = "redis://:hunter2@db"\n[flassk]\nauth_token = "bearer-xyz"\n',
+    )
     with pytest.raises(ConfigurationError) as exc:
         load_settings(environ={})
     assert len(exc.value.details) == 2
