@@ -5,6 +5,7 @@ the scheduler. It keeps no task state of its own."""
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -387,6 +388,7 @@ class TaskQueue:
         (written,) = self.broker.enqueue([req])
         if not written:
             raise ValueError(f"a task with id {req.id!r} exists already; ids must be unique")
+        self._nudge_scheduler([req])
         return TaskHandle(self, req.id, req.name)
 
     def schedule(
@@ -407,7 +409,18 @@ class TaskQueue:
         """Send many tasks in one round trip; all are written or none (checked first)."""
         requests = [self._request(item) for item in items]
         self.broker.enqueue(requests)
+        self._nudge_scheduler(requests)
         return [TaskHandle(self, r.id, r.name) for r in requests]
+
+    def _nudge_scheduler(self, requests: Sequence[EnqueueRequest]) -> None:
+        """Wake this process's scheduler early for a delayed task due before its next tick."""
+        scheduler = self._extensions.get("scheduler")
+        if scheduler is None or not scheduler.running:
+            return
+        delays = [r.delay_ms / 1000 if r.eta_ms == 0 else r.eta_ms / 1000 - time.time() for r in requests]
+        delays = [d for r, d in zip(requests, delays, strict=True) if r.delay_ms >= 0 or r.eta_ms > 0]
+        if delays:
+            scheduler.nudge(min(delays))
 
     def get(self, task_id: str) -> TaskHandle:
         """A handle for a task id obtained elsewhere (another process, a log line)."""

@@ -11,8 +11,8 @@ with the Redis server clock inside the scripts; the local clock is never
 consulted, so skewed hosts cannot run a slot early or twice.
 
 The thread sleeps until the next due time or ``tick_interval``, whichever
-comes first: a task scheduled from another process, earlier than anything
-this scheduler knew of, waits at most one tick. Idle workers also promote
+comes first. A task scheduled by this process earlier than the planned wake
+nudges the thread; one scheduled by another process waits at most one tick. Idle workers also promote
 due tasks themselves (``fetch.lua``), so delays work without a scheduler; the
 scheduler makes them punctual while every worker is busy, and is the only
 thing that runs periodic tasks.
@@ -112,6 +112,9 @@ class Scheduler:
         self.max_tasks_per_tick = int(settings.max_tasks_per_tick)
         self._definitions = definitions
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        #: Monotonic time of the next planned tick (a hint for nudge(), not a due time).
+        self._planned = float("inf")
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._warned: set[str] = set()
@@ -255,6 +258,12 @@ class Scheduler:
             log.warning(message, *args)
 
     # -- the thread -----------------------------------------------------------------
+    def nudge(self, due_in: float) -> None:
+        """This process just scheduled a task due in ``due_in`` s: tick early if it is due
+        before the planned tick. Only a wake-up hint; due times are still compared in Redis."""
+        if time.monotonic() + due_in < self._planned:
+            self._wake.set()
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -266,6 +275,7 @@ class Scheduler:
                 return
             self.sync()
             self._stop.clear()
+            self._wake.clear()
             self._thread = threading.Thread(target=self._loop, name="taskqueue-scheduler", daemon=True)
             self._thread.start()
 
@@ -274,12 +284,14 @@ class Scheduler:
         with self._lock:
             thread, self._thread = self._thread, None
             self._stop.set()
+            self._wake.set()
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout)
 
     def _loop(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
+            self._planned = float("-inf")  # a nudge during the tick means: tick again
             try:
                 result = self.tick()
             except REDIS_ERRORS as exc:
@@ -299,5 +311,7 @@ class Scheduler:
                     self._outage_since = None
                 backoff = 0.05
                 wait = result.sleep_seconds(self.tick_interval)
+            self._planned = time.monotonic() + wait
             if wait > 0:
-                self._stop.wait(wait)
+                self._wake.wait(wait)
+            self._wake.clear()

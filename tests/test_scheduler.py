@@ -168,6 +168,19 @@ def test_scheduler_thread_promotes_at_due_time_with_no_idle_worker(make_queue) -
     assert queued_ids(q) == [h.id]
 
 
+def test_task_scheduled_after_the_scheduler_slept_wakes_it(make_queue) -> None:
+    """The scheduler planned a 30 s sleep; a task this process schedules for 0.3 s
+    from now must not wait for it (no worker runs, so only the scheduler promotes)."""
+    q = make_queue(scheduler={"tick_interval": 30.0})
+    noop = q.task(lambda: None, name="noop")
+    q.start_scheduler()
+    wait_until(lambda: q.scheduler.stats["ticks"] >= 1)
+    h = noop.apply_async(delay=0.3)
+    wait_until(lambda: h.status == TaskStatus.PENDING, timeout=5)
+    later = noop.apply_async(eta=datetime.now(UTC) + timedelta(seconds=0.3))
+    wait_until(lambda: later.status == TaskStatus.PENDING, timeout=5)
+
+
 def test_scheduler_survives_losing_a_tick_and_state_stays_in_redis(make_queue) -> None:
     """A scheduler that stops between ticks loses nothing: a new one carries on."""
     q = make_queue()
