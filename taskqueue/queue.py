@@ -275,11 +275,9 @@ class TaskQueue:
         this process's definitions that no scheduler has registered yet."""
         docs, due = self.broker.periodic_state()
         out = []
-        for task_name in sorted(set(docs) | set(due)):
-            doc = parse_document(docs.get(task_name)) or {"name": task_name}
-            out.append(
-                PeriodicTask.from_document(task_name, doc, due.get(task_name), task_name in self._periodic)
-            )
+        for name in sorted(set(docs) | set(due)):
+            doc = parse_document(docs.get(name)) or {"name": name}
+            out.append(PeriodicTask.from_document(name, doc, due.get(name), name in self._periodic))
         out.sort(key=lambda p: (p.next_run is None, p.next_run or 0, p.name))
         out += [PeriodicTask.unregistered(d) for n, d in sorted(self._periodic.items()) if n not in docs]
         return out

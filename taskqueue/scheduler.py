@@ -299,7 +299,8 @@ class Scheduler:
                     self._outage_since = time.monotonic()
                     log.warning("scheduler lost Redis (%s); retrying with backoff", exc)
                 wait = backoff * (0.5 + random.random())
-                backoff = min(5.0, backoff * 2)
+                # Capped near one tick: once Redis is back, due tasks wait about a tick, as usual.
+                backoff = min(max(1.0, min(5.0, self.tick_interval)), backoff * 2)
             except Exception:
                 log.exception("scheduler tick failed; trying again in %g s", self.tick_interval)
                 wait = self.tick_interval

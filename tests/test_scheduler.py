@@ -616,6 +616,28 @@ def test_bad_scheduler_settings_are_named(make_queue) -> None:
         make_queue(scheduler={"max_tasks_per_tick": 0}).start_scheduler()
 
 
+@pytest.mark.slow
+def test_scheduler_resumes_after_a_redis_outage(tmp_path: Path, registry: TaskRegistry) -> None:
+    """Its own server (persistent), stopped and restarted under a running scheduler."""
+    from taskqueue.embedded import EmbeddedServer
+
+    server = EmbeddedServer(tmp_path / "outage", persistent=True)
+    server.start()
+    q = TaskQueue(server.url, settings=make_settings(), registry=registry)
+    try:
+        noop = q.task(lambda: None, name="noop")
+        q.start_scheduler()
+        h = noop.apply_async(delay=1.0)
+        server.stop()  # SIGTERM: the server writes its data, including the scheduled task
+        wait_until(lambda: q.scheduler._outage_since is not None, timeout=10)
+        server.start()
+        wait_until(lambda: h.status == TaskStatus.PENDING, timeout=15)
+        assert q.scheduler._outage_since is None
+    finally:
+        q.close()
+        server.stop()
+
+
 def test_start_scheduler_without_redis_says_so(registry: TaskRegistry) -> None:
     settings = make_settings(redis={"retry_attempts": 1, "connection_timeout": 0.5})
     q = TaskQueue("redis://127.0.0.1:1/0", settings=settings, registry=registry)
