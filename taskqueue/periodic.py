@@ -170,7 +170,7 @@ class PeriodicDefinition:
         """Runs have predictable ids, so one can tell which slot a task belongs to."""
         return f"periodic:{self.name}:{slot_ms}"
 
-    def should_run(self, slot_ms: int, next_ms: int, now_ms: int) -> bool:
+    def should_run(self, slot_ms: int, now_ms: int) -> bool:
         """The missed-run policy: run this slot now, or skip it as missed?"""
         if self.missed == RUN_ONCE:
             return True

@@ -12,10 +12,10 @@ consulted, so skewed hosts cannot run a slot early or twice.
 
 The thread sleeps until the next due time or ``tick_interval``, whichever
 comes first. A task scheduled by this process earlier than the planned wake
-nudges the thread; one scheduled by another process waits at most one tick. Idle workers also promote
-due tasks themselves (``fetch.lua``), so delays work without a scheduler; the
-scheduler makes them punctual while every worker is busy, and is the only
-thing that runs periodic tasks.
+nudges the thread; one scheduled by another process waits at most one tick.
+Idle workers also promote due tasks themselves (``fetch.lua``), so delays
+work without a scheduler; the scheduler makes them punctual while every
+worker is busy, and is the only thing that runs periodic tasks.
 """
 
 from __future__ import annotations
@@ -169,9 +169,16 @@ class Scheduler:
 
         ``now`` (an aware datetime or epoch seconds) replaces the Redis server
         clock, for tests; by default every due time is compared with the
-        server clock. Raises ``redis`` errors at once: the thread backs off.
+        server clock. Raises ``BrokerError`` at once when Redis fails (no
+        retries here: the thread backs off and ticks again).
         """
         now_ms = clock_ms(now)
+        try:
+            return self._tick(now_ms)
+        except redis.exceptions.RedisError as exc:
+            raise self.broker.wrap_error(exc, "running a scheduler tick") from exc
+
+    def _tick(self, now_ms: int | None) -> TickResult:
         found = self.broker.promote(self.max_tasks_per_tick, self.max_tasks_per_tick, now_ms)
         server_now = found.now_ms
         candidates = [found.next_periodic_ms, found.next_scheduled_ms]
@@ -188,7 +195,7 @@ class Scheduler:
                 )
                 continue
             next_ms = definition.schedule.next_run(slot, server_now)
-            run = definition.should_run(slot, next_ms, server_now)
+            run = definition.should_run(slot, server_now)
             task_id = definition.task_id(slot)
             claims.append(
                 PeriodicClaim(

@@ -644,5 +644,9 @@ def test_start_scheduler_without_redis_says_so(registry: TaskRegistry) -> None:
     try:
         with pytest.raises(BrokerError, match="cannot reach Redis while registering periodic tasks"):
             q.start_scheduler()
+        with pytest.raises(BrokerError, match="cannot reach Redis while running a scheduler tick"):
+            q.scheduler.tick()
+        with pytest.raises(BrokerError, match="cannot reach Redis while reading periodic tasks"):
+            q.periodic_tasks()
     finally:
         q.close()
