@@ -17,9 +17,11 @@ from taskqueue.errors import (
     TaskTimeout,
 )
 from taskqueue.handle import DeadLetter, TaskHandle, TaskStatus
+from taskqueue.periodic import PeriodicTask
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskRegistry, registry
 from taskqueue.retry import RetryPolicy
+from taskqueue.scheduler import Scheduler, TickResult
 from taskqueue.task import Signature, Task, TaskFunction
 
 __version__ = "0.1.0"
@@ -35,6 +37,9 @@ __all__ = [
     "TaskStatus",
     "DeadLetter",
     "RetryPolicy",
+    "PeriodicTask",
+    "Scheduler",
+    "TickResult",
     "TaskRegistry",
     "registry",
     "current_task",

@@ -11,6 +11,8 @@ from taskqueue.broker.redis import (
     Delivery,
     EnqueueRequest,
     FetchResult,
+    PeriodicClaim,
+    PromoteResult,
     RedisBroker,
     TaskRecord,
 )
@@ -20,6 +22,8 @@ __all__ = [
     "Delivery",
     "EnqueueRequest",
     "FetchResult",
+    "PeriodicClaim",
+    "PromoteResult",
     "Keys",
     "RedisBroker",
     "TaskRecord",

@@ -24,6 +24,8 @@ NAMES = (
     "heartbeat",
     "requeue_dead",
     "purge",
+    "promote",
+    "claim_periodic",
 )
 
 
