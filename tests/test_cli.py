@@ -6,7 +6,6 @@ as a real subprocess that receives real signals.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -138,22 +137,22 @@ def _sig(name: str, *args: Any) -> Signature:
     return Signature(name, args)
 
 
-@dataclasses.dataclass
-class _Periodic:
-    name: str
-    queue: str
-    schedule: str
-    next_run: datetime | None
+def test_status_lists_periodic_tasks(queue: TaskQueue, redis_url: str) -> None:
+    @queue.periodic(cron="0 3 * * *", name="reports.nightly-digest-for-every-team", queue="low")
+    def digest() -> None:
+        return None
 
-
-def test_status_lists_periodic_tasks(
-    queue: TaskQueue, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    due = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
-    entries = [_Periodic("reports.nightly-digest-for-every-team", "low", "cron '0 3 * * *' UTC", due)]
-    monkeypatch.setattr(TaskQueue, "periodic_tasks", lambda self: entries, raising=False)
+    queue.start_scheduler()  # registers the definition in Redis
+    queue.stop_scheduler()
     data = json.loads(run("status", "--url", redis_url, "--json").output)
-    assert data["periodic"] == [{**dataclasses.asdict(entries[0]), "next_run": str(due)}]
+    (entry,) = data["periodic"]
+    assert (entry["name"], entry["queue"], entry["schedule"]) == (
+        "reports.nightly-digest-for-every-team",
+        "low",
+        "cron '0 3 * * *' UTC",
+    )
+    due = datetime.fromisoformat(entry["next_run"])
+    assert (due.hour, due.minute, due.utcoffset()) == (3, 0, UTC.utcoffset(None))
     lines = run("status", "--url", redis_url).output.splitlines()
     row = lines[lines.index("PERIODIC: 1") + 2]
     local = due.astimezone().strftime("%m-%d %H:%M:%S")
