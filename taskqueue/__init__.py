@@ -1,5 +1,6 @@
 """taskqueue: a Redis-backed task queue with a synchronous API and thread workers."""
 
+from taskqueue.builder import TaskQueueBuilder
 from taskqueue.config import Settings, load_settings
 from taskqueue.context import TaskContext, current_task
 from taskqueue.errors import (
@@ -16,9 +17,11 @@ from taskqueue.errors import (
     TaskTimeout,
 )
 from taskqueue.handle import DeadLetter, TaskHandle, TaskStatus
+from taskqueue.periodic import PeriodicTask
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskRegistry, registry
 from taskqueue.retry import RetryPolicy
+from taskqueue.scheduler import Scheduler, TickResult
 from taskqueue.task import Signature, Task, TaskFunction
 
 __version__ = "0.1.0"
@@ -26,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     # the queue and its tasks
     "TaskQueue",
+    "TaskQueueBuilder",
     "Task",
     "TaskFunction",
     "Signature",
@@ -33,6 +37,9 @@ __all__ = [
     "TaskStatus",
     "DeadLetter",
     "RetryPolicy",
+    "PeriodicTask",
+    "Scheduler",
+    "TickResult",
     "TaskRegistry",
     "registry",
     "current_task",

@@ -8,36 +8,46 @@ or call ``current_task().check()`` between steps and stop cleanly.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
 from taskqueue.errors import TaskCancelled, TaskTimeout
 
 _local = threading.local()
 
 
-@dataclass
 class TaskContext:
-    id: str
-    name: str
-    queue: str
-    attempt: int
-    timeout_seconds: float
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
-    #: Why the task was asked to stop: "timeout", "cancelled" or "lease-lost".
-    cancel_reason: str = ""
+    """Made once per attempt on the hot path, so it stays small: the Event that
+    ``wait()`` sleeps on is only created when a task actually waits."""
+
+    __slots__ = ("_event", "_lock", "attempt", "cancel_reason", "id", "name", "queue", "timeout_seconds")
+
+    def __init__(self, id: str, name: str, queue: str, attempt: int, timeout_seconds: float) -> None:
+        self.id = id
+        self.name = name
+        self.queue = queue
+        self.attempt = attempt
+        self.timeout_seconds = timeout_seconds
+        #: Why the task was asked to stop: "timeout", "cancelled" or "lease-lost".
+        self.cancel_reason = ""
+        self._event: threading.Event | None = None
+        self._lock = _context_lock
+
+    def __repr__(self) -> str:
+        return f"<TaskContext {self.name} id={self.id} attempt={self.attempt} cancelled={self.cancelled}>"
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return bool(self.cancel_reason)
 
     def cancel(self, reason: str) -> None:
-        if not self._cancelled.is_set():
-            self.cancel_reason = reason
-            self._cancelled.set()
+        with self._lock:
+            if not self.cancel_reason:
+                self.cancel_reason = reason
+            if self._event is not None:
+                self._event.set()
 
     def check(self) -> None:
         """Raise if the task should stop (timed out, cancelled, or its lease was lost)."""
-        if not self._cancelled.is_set():
+        if not self.cancel_reason:
             return
         if self.cancel_reason == "timeout":
             raise TaskTimeout(self.id, self.timeout_seconds)
@@ -45,7 +55,15 @@ class TaskContext:
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking early when cancelled; True when cancelled."""
-        return self._cancelled.wait(seconds)
+        with self._lock:
+            if self._event is None:
+                self._event = threading.Event()
+                if self.cancel_reason:
+                    self._event.set()
+        return self._event.wait(seconds)
+
+
+_context_lock = threading.Lock()
 
 
 def current_task() -> TaskContext:

@@ -5,6 +5,7 @@ the scheduler. It keeps no task state of its own."""
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -14,9 +15,17 @@ from taskqueue.broker import EnqueueRequest, RedisBroker, create_client, mask_ur
 from taskqueue.config import Settings, load_settings
 from taskqueue.errors import ConfigurationError, TaskNotFound
 from taskqueue.handle import DeadLetter, TaskHandle
-from taskqueue.registry import TaskDefinition, TaskRegistry
+from taskqueue.periodic import (
+    MISSED_POLICIES,
+    PeriodicDefinition,
+    PeriodicTask,
+    make_schedule,
+    parse_document,
+)
+from taskqueue.registry import TaskDefinition, TaskRegistry, check_name
 from taskqueue.registry import registry as default_registry
 from taskqueue.retry import WaitStrategy
+from taskqueue.scheduler import Scheduler
 from taskqueue.serialization import Envelope, Signer, encode
 from taskqueue.task import Signature, Task, TaskFunction, definition_of, function_definition
 from taskqueue.worker import WorkerPool
@@ -51,10 +60,6 @@ def _valid_task_id(task_id: object) -> bool:
     return isinstance(task_id, str) and 0 < len(task_id) <= 128 and not ({"{", "}"} & set(task_id))
 
 
-def _valid_task_id(task_id: object) -> bool:
-    return isinstance(task_id, str) and 0 < len(task_id) <= 128 and not ({"{", "}"} & set(task_id))
-
-
 class TaskQueue:
     """A connection to one namespace of one Redis, plus this process's workers."""
 
@@ -69,7 +74,11 @@ class TaskQueue:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a string such as 'redis://localhost:6379/0', got {url!r}")
         self.settings = settings or load_settings()
-        self.registry = registry if registry is not None else default_registry
+        # auto_register off: the queue knows only the tasks registered on it (q.task, q.register),
+        # not every Task subclass the process happens to define.
+        if registry is None:
+            registry = default_registry if self.settings.auto_register else TaskRegistry()
+        self.registry = registry  # not `registry or ...`: an empty TaskRegistry is falsy (len 0)
         url = url or self.settings.redis.url
         self._server = None
         if not url:
@@ -83,11 +92,26 @@ class TaskQueue:
         self._pool: WorkerPool | None = None
         self._closed = False
         self._extensions: dict[str, Any] = {}
+        self._periodic: dict[str, PeriodicDefinition] = {}
+        self._periodic_origin: dict[str, Any] = {}
 
     @classmethod
-    def from_settings(cls, path: str | None = None, env: str | None = None, **overrides: Any) -> TaskQueue:
-        """Build from the dynaconf layers (files, TASK_QUEUE_ENV section, variables)."""
-        return cls(settings=load_settings(path, env, **overrides))
+    def from_settings(
+        cls,
+        path: str | None = None,
+        env: str | None = None,
+        *,
+        registry: TaskRegistry | None = None,
+        data_dir: str | None = None,
+        **overrides: Any,
+    ) -> TaskQueue:
+        """Build from the dynaconf layers (files, TASK_QUEUE_ENV section, variables).
+
+        ``overrides`` are sections laid over every layer: ``from_settings(workers={"initial_count": 2})``.
+        Raises one ConfigurationError listing every invalid setting. ``TaskQueueBuilder``
+        ends in the same validated settings.
+        """
+        return cls(settings=load_settings(path, env, **overrides), registry=registry, data_dir=data_dir)
 
     def __repr__(self) -> str:
         workers = self._pool.count() if self._pool else 0
@@ -156,6 +180,153 @@ class TaskQueue:
         """Register a Task subclass explicitly (for a registry other than the default)."""
         self.registry.register(definition_of(task_class))
         return task_class
+
+    # -- periodic tasks --------------------------------------------------------------
+    def periodic(
+        self,
+        fn: Any = None,
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        missed: str = "run_once",
+        grace: float | timedelta | None = None,
+    ) -> Any:
+        """Run a task on a schedule: ``@q.periodic(every=timedelta(minutes=5))`` or
+        ``@q.periodic(cron="0 9 * * mon-fri", tz="Europe/Paris")``.
+
+        Decorates a plain function (registered as a task, under ``name`` when
+        given), a ``@q.task`` function or a ``Task`` subclass (``kwargs`` are its
+        fields), and returns it, so several ``@q.periodic`` lines can stack on
+        one task with different arguments and names. ``name`` names the
+        periodic entry (default: the task name). ``every`` slots are anchored at
+        registration (first run one interval after the first scheduler starts);
+        ``cron`` is evaluated in ``tz`` (default UTC).
+
+        Missed runs (no scheduler was running when slots fell due): with
+        ``missed="run_once"`` (default) they collapse into one run as soon as a
+        scheduler is back; with ``missed="skip"`` a run later than ``grace``
+        (default: half the interval, at most 60 s) is dropped and the next
+        slot runs on time. Only processes running ``start_scheduler()`` enqueue
+        periodic runs; any number of them may run, each slot is enqueued once.
+        """
+        schedule = make_schedule(every, cron, tz)
+        if missed not in MISSED_POLICIES:
+            raise ValueError(f"missed={missed!r}: use one of {', '.join(map(repr, MISSED_POLICIES))}")
+        grace_s = _seconds(grace, "grace")
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+        if name is not None:
+            check_name(name, "periodic task name")
+        if queue is not None:
+            self._check_queue(queue)
+
+        def decorate(target: Any) -> Any:
+            if isinstance(target, TaskFunction):
+                if target.queue is not self:
+                    raise ValueError(
+                        f"{target.name} is a task of another TaskQueue; use that queue's periodic()"
+                    )
+                task_fn: TaskFunction[Any, Any] | None = target
+                signature: Signature | Task = target.s(*args, **(kwargs or {}))
+                task_name = target.name
+            elif isinstance(target, type) and issubclass(target, Task):
+                if args:
+                    raise TypeError(f"{target.__qualname__} takes its fields as kwargs=, not args=")
+                if target.name not in self.registry:
+                    self.register(target)
+                task_fn, signature, task_name = None, target(**(kwargs or {})), target.name
+            elif callable(target):
+                task_fn = self.task(target, name=name, queue=queue or "default")
+                signature, task_name = task_fn.s(*args, **(kwargs or {})), task_fn.name
+            else:
+                raise TypeError(f"@periodic decorates a function, a task or a Task subclass, got {target!r}")
+            request = self._request(signature, queue=queue)
+            definition = PeriodicDefinition(
+                name=name or task_name,
+                task_name=task_name,
+                schedule=schedule,
+                queue=request.queue,
+                args=tuple(args),
+                kwargs=dict(kwargs or {}),
+                payload=request.payload,
+                signature=request.signature,
+                max_retries=request.max_retries,
+                missed=missed,
+                grace=grace_s,
+            )
+            self._add_periodic(definition, task_fn.fn if task_fn is not None else target)
+            return task_fn if task_fn is not None else target
+
+        return decorate(fn) if fn is not None else decorate
+
+    def _add_periodic(self, definition: PeriodicDefinition, origin: Any) -> None:
+        old = self._periodic.get(definition.name)
+        if old is not None and (
+            old.task_name != definition.task_name or self._periodic_origin[old.name] is origin
+        ):
+            raise ValueError(
+                f"periodic task name {definition.name!r} is already used (for task {old.task_name!r}); "
+                "pass name= to give each periodic entry its own name"
+            )
+        # Same name and task from a new function object: a notebook cell or module run
+        # again; the new definition replaces the old one.
+        self._periodic_origin[definition.name] = origin
+        self._periodic[definition.name] = definition
+        scheduler = self._extensions.get("scheduler")
+        if scheduler is not None and scheduler.running:
+            scheduler.sync(remove_missing=False)  # a definition added while running (a notebook cell)
+
+    def periodic_definitions(self) -> dict[str, PeriodicDefinition]:
+        """The periodic tasks this process declares (what its scheduler can enqueue)."""
+        return dict(self._periodic)
+
+    def periodic_tasks(self) -> list[PeriodicTask]:
+        """Every periodic task registered in Redis (from any process), by next run, then
+        this process's definitions that no scheduler has registered yet."""
+        docs, due = self.broker.periodic_state()
+        out = []
+        for name in sorted(set(docs) | set(due)):
+            doc = parse_document(docs.get(name)) or {"name": name}
+            out.append(PeriodicTask.from_document(name, doc, due.get(name), name in self._periodic))
+        out.sort(key=lambda p: (p.next_run is None, p.next_run or 0, p.name))
+        out += [PeriodicTask.unregistered(d) for n, d in sorted(self._periodic.items()) if n not in docs]
+        return out
+
+    # -- scheduler -------------------------------------------------------------------
+    @property
+    def scheduler(self) -> Scheduler:
+        """This queue's scheduler (created on first use; ``start_scheduler()`` runs it)."""
+        scheduler = self._extensions.get("scheduler")
+        if scheduler is None:
+            scheduler = Scheduler(self.broker, self.periodic_definitions, self.settings.scheduler)
+            self._extensions["scheduler"] = scheduler
+        return scheduler
+
+    def start_scheduler(self) -> Scheduler:
+        """Run the scheduler thread in this process (idempotent).
+
+        It registers this process's periodic definitions in Redis and removes
+        stored ones the code no longer declares, then ticks until
+        ``stop_scheduler()`` or ``close()``.
+        """
+        if self._closed:
+            raise RuntimeError("this TaskQueue is closed; create a new one to start a scheduler")
+        scheduler = self.scheduler
+        scheduler.start()
+        return scheduler
+
+    def stop_scheduler(self, timeout: float | None = 10.0) -> None:
+        """Stop this process's scheduler thread; periodic state stays in Redis."""
+        scheduler = self._extensions.get("scheduler")
+        if scheduler is not None:
+            scheduler.stop(timeout)
 
     # -- enqueueing ----------------------------------------------------------------
     def _check_queue(self, queue: str) -> str:
@@ -232,6 +403,7 @@ class TaskQueue:
         (written,) = self.broker.enqueue([req])
         if not written:
             raise ValueError(f"a task with id {req.id!r} exists already; ids must be unique")
+        self._nudge_scheduler([req])
         return TaskHandle(self, req.id, req.name)
 
     def schedule(
@@ -252,6 +424,7 @@ class TaskQueue:
         """Send many tasks in one round trip; all are written or none (checked first)."""
         requests = [self._request(item) for item in items]
         self.broker.enqueue(requests)
+        self._nudge_scheduler(requests)
         return [TaskHandle(self, r.id, r.name) for r in requests]
 
     def map(
@@ -286,6 +459,16 @@ class TaskQueue:
             return_exceptions=return_exceptions,
         )
 
+    def _nudge_scheduler(self, requests: Sequence[EnqueueRequest]) -> None:
+        """Wake this process's scheduler early for a delayed task due before its next tick."""
+        scheduler = self._extensions.get("scheduler")
+        if scheduler is None or not scheduler.running:
+            return
+        delays = [r.delay_ms / 1000 if r.eta_ms == 0 else r.eta_ms / 1000 - time.time() for r in requests]
+        delays = [d for r, d in zip(requests, delays, strict=True) if r.delay_ms >= 0 or r.eta_ms > 0]
+        if delays:
+            scheduler.nudge(min(delays))
+
     def get(self, task_id: str) -> TaskHandle:
         """A handle for a task id obtained elsewhere (another process, a log line)."""
         record = self.broker.get_task(task_id)
@@ -307,6 +490,8 @@ class TaskQueue:
             self._pool = WorkerPool(self.broker, self.registry, self.settings, served, self.signer)
             self.broker.scripts.load_all(self.broker.client)
         self._pool.start(count)
+        if self.settings.scheduler.enabled:
+            self.start_scheduler()
 
     def worker_count(self) -> int:
         return self._pool.count() if self._pool else 0

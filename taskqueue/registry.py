@@ -9,6 +9,7 @@ here; it can never name an arbitrary import path.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import warnings
@@ -55,15 +56,23 @@ class TaskDefinition:
                 raise TypeError(f"task {self.name!r} takes only named fields, got positional arguments")
             instance = self.target(**envelope.kwargs)
             return instance.execute
-        try:
-            signature = inspect.signature(self.target)
-        except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        signature = _signature(self.target)
+        if signature is None:  # builtins without a signature: let the call decide
             return lambda: self.target(*envelope.args, **envelope.kwargs)
         try:
             bound = signature.bind(*envelope.args, **envelope.kwargs)
         except TypeError as exc:
             raise TypeError(f"arguments do not fit {self.name}{signature}: {exc}") from None
         return lambda: self.target(*bound.args, **bound.kwargs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature(target: Callable[..., Any]) -> inspect.Signature | None:
+    """inspect.signature is slow; a task's signature is read once, not once per run."""
+    try:
+        return inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
 
 
 class TaskRegistry:

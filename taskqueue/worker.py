@@ -163,6 +163,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watch = threading.Condition()
+        self._watch_next = 0.0  # when the watchdog wakes next (monotonic)
         self._outage = _Outage()
         self._helpers: list[threading.Thread] = []
         self._started_at = time.time()
@@ -184,6 +185,10 @@ class WorkerPool:
             thread.start()
             self._helpers.append(thread)
         self.resize(count)
+        try:
+            self._heartbeat_once()  # again, so the registry shows the threads now, not a heartbeat later
+        except REDIS_ERRORS:
+            pass  # the heartbeat thread retries
 
     def count(self) -> int:
         with self._lock:
@@ -377,9 +382,10 @@ class WorkerPool:
             )
             running.ctx = ctx
             self._emit("started", delivery)
-            with self._watch:
-                running.deadline = running.started + float(timeout)
-                self._watch.notify_all()
+            running.deadline = running.started + float(timeout)
+            if running.deadline < self._watch_next:
+                with self._watch:  # the watchdog sleeps past this deadline: wake it
+                    self._watch.notify_all()
             context._set(ctx)
             if running.output is not None:
                 capture.start(running.output)
@@ -424,8 +430,7 @@ class WorkerPool:
         finally:
             with slot.lock:
                 slot.current = None
-            with self._watch:
-                running.deadline = None
+            running.deadline = None
 
     def _record_failure(self, running: _Running, exc: BaseException, force: str | None = None) -> None:
         """Decide retry / dead / failed from the policy and store it (token-fenced)."""
@@ -589,6 +594,7 @@ class WorkerPool:
                     else:
                         wake_at = min(wake_at, running.timed_out_at + grace)
             with self._watch:
+                self._watch_next = wake_at
                 self._watch.wait(max(0.001, wake_at - time.monotonic()))
 
     def _time_out(self, running: _Running) -> None:
@@ -599,8 +605,10 @@ class WorkerPool:
             if slot.current is not running or not slot.in_user_code:
                 return  # it just returned; the normal path stores its outcome
             running.timed_out_at = time.monotonic()
-            running.ctx and running.ctx.cancel("timeout")
-            timeout = running.ctx.timeout_seconds if running.ctx else 0
+            timeout = 0.0
+            if running.ctx is not None:
+                running.ctx.cancel("timeout")
+                timeout = running.ctx.timeout_seconds
             if slot.thread is not None and slot.thread.ident is not None:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_AsyncTimeout)

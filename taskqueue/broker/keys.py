@@ -145,10 +145,12 @@ class Keys:
 
     @property
     def periodic(self) -> str:
-        """HASH periodic name -> JSON definition (schedule, next and last run)."""
+        """HASH periodic name -> JSON document (task, queue, schedule, next and last run,
+        run counters), written at registration and with every claimed slot."""
         return self.base + "periodic"
 
     @property
     def periodic_due(self) -> str:
-        """ZSET periodic name -> next run (ms)."""
+        """ZSET periodic name -> next run (ms, server clock). Schedulers claim a slot by
+        compare-and-set on this score, which is what makes each slot run once."""
         return self.base + "periodic-due"

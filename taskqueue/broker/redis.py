@@ -66,6 +66,46 @@ class EnqueueRequest:
     eta_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PromoteResult:
+    """What one scheduler tick found (all times server ms)."""
+
+    now_ms: int
+    #: Scheduled tasks moved to their queue by this call.
+    moved: int
+    #: Earliest remaining scheduled task, -1 when none; <= now_ms when a backlog remains.
+    next_scheduled_ms: int
+    #: Earliest periodic run after now_ms, -1 when none.
+    next_periodic_ms: int
+    #: Due periodic tasks: (name, slot ms, stored JSON document).
+    due_periodic: list[tuple[str, int, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodicClaim:
+    """One slot of one periodic task that a scheduler wants to claim (and enqueue)."""
+
+    name: str
+    slot_ms: int
+    next_ms: int
+    document: str
+    run: bool
+    task_id: str
+    task_name: str
+    queue: str
+    payload: bytes
+    signature: str
+    max_retries: int
+
+
+#: Codes returned by claim_periodic, one per claim.
+CLAIM_ENQUEUED, CLAIM_SKIPPED, CLAIM_EXISTS = 1, 2, 3
+CLAIM_LOST, CLAIM_NOT_DUE, CLAIM_UNKNOWN = 0, -1, -2
+
+#: decide(now_ms, stored documents, stored next runs) -> (upserts name -> (JSON, next ms), removals)
+PeriodicPlan = Callable[[int, dict[str, bytes], dict[str, int]], tuple[dict[str, tuple[str, int]], list[str]]]
+
+
 @dataclass(slots=True)
 class TaskRecord:
     """The stored state of a task, decoded from its hash."""
@@ -605,6 +645,109 @@ class RedisBroker:
         pipe.rpush(key, *(["1"] * max(1, count)))
         pipe.expire(key, 60)
         pipe.execute()
+
+    # -- scheduler side (raise at once; the scheduler loop backs off) ---------------
+    def promote(self, max_tasks: int, max_periodic: int, now_ms: int | None = None) -> PromoteResult:
+        """Move due scheduled tasks to their queues (oldest first) and list due periodic tasks.
+
+        One script call: atomic, and cheap when nothing is due. ``now_ms``
+        replaces the server clock (tests only).
+        """
+        k = self.keys
+        reply = self._run(
+            "promote",
+            [k.scheduled, k.task_prefix, k.queue_prefix, k.wake_prefix, k.periodic_due, k.periodic],
+            [max_tasks, max_periodic, now_ms or 0],
+        )
+        due = [
+            (_text(reply[i]), int(float(reply[i + 1])), reply[i + 2] or b"") for i in range(4, len(reply), 3)
+        ]
+        return PromoteResult(int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), due)
+
+    def claim_periodic(
+        self, claims: Sequence[PeriodicClaim], now_ms: int | None = None
+    ) -> list[tuple[int, int]]:
+        """Claim periodic slots (compare-and-set on their next run), in one round trip.
+
+        Returns (code, next run ms) per claim; see the CLAIM_* codes.
+        """
+        if not claims:
+            return []
+        k = self.keys
+
+        def build(pipe: Any) -> None:
+            for c in claims:
+                self.scripts.queue(
+                    pipe,
+                    "claim_periodic",
+                    [
+                        k.periodic_due,
+                        k.periodic,
+                        k.task(c.task_id),
+                        k.queue(c.queue),
+                        k.wake(c.queue),
+                        k.stats(c.queue),
+                    ],
+                    [
+                        c.name,
+                        c.slot_ms,
+                        c.next_ms,
+                        c.document,
+                        1 if c.run else 0,
+                        c.task_id,
+                        c.payload,
+                        c.queue,
+                        c.task_name,
+                        c.max_retries,
+                        c.signature,
+                        now_ms or 0,
+                    ],
+                )
+
+        return [(int(code), int(next_ms)) for code, next_ms in self._pipeline(build)]
+
+    def sync_periodic(self, plan: PeriodicPlan, now_ms: int | None = None) -> None:
+        """Register periodic definitions: read what is stored, let ``plan`` decide, write.
+
+        A WATCH transaction: if a scheduler claims a slot meanwhile, the read
+        is repeated, so a registration never undoes a claim.
+        """
+        k = self.keys
+
+        def transaction(pipe: Any) -> None:
+            stored = {_text(n): doc for n, doc in pipe.hgetall(k.periodic).items()}
+            due = {_text(n): int(s) for n, s in pipe.zrange(k.periodic_due, 0, -1, withscores=True)}
+            if now_ms is None:
+                seconds, micros = pipe.time()
+                now = int(seconds) * 1000 + int(micros) // 1000
+            else:
+                now = now_ms
+            upserts, removals = plan(now, stored, due)
+            pipe.multi()
+            for name, (document, next_ms) in upserts.items():
+                pipe.hset(k.periodic, name, document)
+                pipe.zadd(k.periodic_due, {name: next_ms})
+            if removals:
+                pipe.hdel(k.periodic, *removals)
+                pipe.zrem(k.periodic_due, *removals)
+
+        self.producer_call(
+            "registering periodic tasks",
+            lambda: self.client.transaction(transaction, k.periodic, k.periodic_due),
+        )
+
+    def periodic_state(self) -> tuple[dict[str, bytes], dict[str, int]]:
+        """The stored periodic documents and next runs (ms), as ``periodic_tasks()`` shows them."""
+        k = self.keys
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(k.periodic)
+            pipe.zrange(k.periodic_due, 0, -1, withscores=True)
+            return pipe.execute()
+
+        docs, due = self.producer_call("reading periodic tasks", read)
+        return {_text(n): d for n, d in docs.items()}, {_text(n): int(s) for n, s in due}
 
     # -- inspection and administration -------------------------------------------
     def queue_lengths(self, queues: Sequence[str]) -> dict[str, int]:

@@ -25,6 +25,8 @@ NAMES = (
     "requeue_dead",
     "purge",
     "snapshot",
+    "promote",
+    "claim_periodic",
 )
 
 
