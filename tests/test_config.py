@@ -282,6 +282,7 @@ RULE_CASES = [
     ("tasks.retry_backoff_initial", {"tasks": {"retry_backoff_initial": -1, "retry_backoff_max": 1}}, ">= 0"),
     ("tasks.retry_backoff_max", {"tasks": {"retry_backoff_initial": 5, "retry_backoff_max": 1}}, ">= tasks."),
     ("tasks.retry_jitter", {"tasks": {"retry_jitter": -1}}, ">= 0"),
+    ("tasks.max_log_lines", {"tasks": {"max_log_lines": 0}}, ">= 1"),
     ("dead_letter.max_size", {"dead_letter": {"max_size": 0}}, ">= 1"),
     ("dead_letter.ttl", {"dead_letter": {"ttl": 0}}, "> 0"),
     ("autoscaler.min_workers", {"autoscaler": {"min_workers": 0}}, ">= 1"),
