@@ -29,6 +29,7 @@ import ipywidgets as widgets
 from taskqueue import display
 from taskqueue.broker import DeadEntry, Snapshot, mask_url
 from taskqueue.errors import SerializationError, TaskQueueError
+from taskqueue.periodic import periodic_list
 from taskqueue.serialization import loads
 
 if TYPE_CHECKING:
@@ -215,6 +216,8 @@ class Monitor(widgets.VBox):
         self.threads_apply.on_click(lambda _: self._act(self._scale))
         self.scheduled_title = widgets.HTML()
         self.scheduled_table = widgets.HTML()
+        self.periodic_title = widgets.HTML()
+        self.periodic_table = widgets.HTML()
         self.dead_title = widgets.HTML()
         self.dead_select = widgets.Select(options=[], rows=6, layout=box(width="100%"))
         self.dead_select.observe(lambda _: self._show_dead_detail(), names="value")
@@ -248,7 +251,9 @@ class Monitor(widgets.VBox):
             self.workers_table,
             widgets.HBox([self.threads_here, self.threads_input, self.threads_apply]),
         )
-        scheduled = section(self.scheduled_title, self.scheduled_table)
+        scheduled = section(
+            self.scheduled_title, self.scheduled_table, self.periodic_title, self.periodic_table
+        )
         dead = section(
             self.dead_title,
             self.dead_select,
@@ -300,6 +305,7 @@ class Monitor(widgets.VBox):
         self._render_rates(snap)
         self._render_workers(snap)
         self._render_scheduled(snap)
+        self._render_periodic(snap)
         self._render_dead(snap)
         if not self._stopping.is_set() and self._confirming is None:
             self.status.value = ""
@@ -376,6 +382,41 @@ class Monitor(widgets.VBox):
             + (f"<span class='tq-muted'>… and {more} more</span>" if more > 0 else "")
             if rows
             else "<span class='tq-muted'>no delayed task or retry waiting</span>"
+        )
+
+    def _render_periodic(self, snap: Snapshot) -> None:
+        periodic = periodic_list(snap.periodic_docs, snap.periodic_due, self.queue.periodic_definitions())
+        scheduler = self.queue._extensions.get("scheduler")
+        here = (
+            "running in this process" if scheduler is not None and scheduler.running else "not running here"
+        )
+        self.periodic_title.value = (
+            f"<h4 style='margin:8px 0 4px'>Periodic ({len(periodic)}) "
+            f"<span class='tq-muted' style='font-weight:normal'>· scheduler {here}</span></h4>"
+        )
+
+        def when(moment: Any) -> str:
+            if moment is None:
+                return "-"
+            ms = moment.timestamp() * 1000
+            relative = "due" if ms <= snap.now_ms else "in " + display.duration((ms - snap.now_ms) / 1000)
+            return f"{display.clock(ms)} ({relative})"
+
+        rows = [
+            (
+                p.name,
+                p.schedule,
+                p.queue,
+                when(p.next_run) if p.registered else "not registered (no scheduler started)",
+                display.clock(p.last_run.timestamp() * 1000) if p.last_run else "-",
+                p.runs,
+            )
+            for p in periodic
+        ]
+        self.periodic_table.value = (
+            display.table(rows, ["name", "schedule", "queue", "next run", "last run", "runs"])
+            if rows
+            else "<span class='tq-muted'>no periodic task (q.periodic(...))</span>"
         )
 
     def _render_dead(self, snap: Snapshot) -> None:

@@ -300,3 +300,17 @@ class PeriodicTask:
             defined_here=True,
             registered=False,
         )
+
+
+def periodic_list(
+    docs: dict[str, bytes], due: dict[str, int], declared: dict[str, PeriodicDefinition]
+) -> list[PeriodicTask]:
+    """Stored periodic tasks by next run, then the ``declared`` ones no scheduler registered yet
+    (``TaskQueue.periodic_tasks()`` and the monitor both show this list)."""
+    out = []
+    for name in sorted(set(docs) | set(due)):
+        doc = parse_document(docs.get(name)) or {"name": name}
+        out.append(PeriodicTask.from_document(name, doc, due.get(name), name in declared))
+    out.sort(key=lambda p: (p.next_run is None, p.next_run or 0, p.name))
+    out += [PeriodicTask.unregistered(d) for n, d in sorted(declared.items()) if n not in docs]
+    return out

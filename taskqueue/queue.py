@@ -20,7 +20,7 @@ from taskqueue.periodic import (
     PeriodicDefinition,
     PeriodicTask,
     make_schedule,
-    parse_document,
+    periodic_list,
 )
 from taskqueue.registry import TaskDefinition, TaskRegistry, check_name
 from taskqueue.registry import registry as default_registry
@@ -291,13 +291,7 @@ class TaskQueue:
         """Every periodic task registered in Redis (from any process), by next run, then
         this process's definitions that no scheduler has registered yet."""
         docs, due = self.broker.periodic_state()
-        out = []
-        for name in sorted(set(docs) | set(due)):
-            doc = parse_document(docs.get(name)) or {"name": name}
-            out.append(PeriodicTask.from_document(name, doc, due.get(name), name in self._periodic))
-        out.sort(key=lambda p: (p.next_run is None, p.next_run or 0, p.name))
-        out += [PeriodicTask.unregistered(d) for n, d in sorted(self._periodic.items()) if n not in docs]
-        return out
+        return periodic_list(docs, due, self._periodic)
 
     # -- scheduler -------------------------------------------------------------------
     @property

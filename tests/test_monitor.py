@@ -9,7 +9,7 @@ import redis
 
 pytest.importorskip("ipywidgets", reason="the monitor needs ipywidgets (pip install -e '.[dev]')")
 
-from taskqueue import TaskFailed, TaskHandle, TaskQueue, TaskStatus
+from taskqueue import TaskFailed, TaskHandle, TaskQueue, TaskStatus, display
 from tests.conftest import wait_until
 
 
@@ -245,3 +245,24 @@ def test_html_reprs_without_redis(make_queue) -> None:
     assert "cannot reach Redis" in q._repr_html_()
     html = TaskHandle(q, "abc123")._repr_html_()
     assert "cannot read the task" in html and "cannot reach Redis" in html
+
+
+def test_periodic_tasks_show_with_their_next_run(queue: TaskQueue) -> None:
+    @queue.periodic(every=3600, name="hourly-report")
+    def report() -> None:
+        return None
+
+    m = queue.monitor(autostart=False)
+    try:
+        assert "hourly-report" in m.periodic_table.value
+        assert "not registered (no scheduler started)" in m.periodic_table.value
+        queue.start_scheduler()
+        wait_until(lambda: queue.periodic_tasks()[0].registered and queue.periodic_tasks()[0].next_run)
+        m.refresh()
+        (entry,) = queue.periodic_tasks()
+        shown = display.clock(entry.next_run.timestamp() * 1000)
+        assert "<td>hourly-report</td><td>every 1 h</td><td>default</td>" in m.periodic_table.value
+        assert f"<td>{shown} (in " in m.periodic_table.value
+        assert "scheduler running in this process" in m.periodic_title.value
+    finally:
+        m.close()

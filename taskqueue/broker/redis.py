@@ -178,6 +178,10 @@ class Snapshot:
     dead: list[DeadEntry]
     #: The next scheduled tasks, soonest first.
     upcoming: list[ScheduledEntry]
+    #: Periodic tasks registered by a scheduler: name -> stored document (JSON), and
+    #: name -> next run (ms), as ``periodic_state`` returns them.
+    periodic_docs: dict[str, bytes] = field(default_factory=dict)
+    periodic_due: dict[str, int] = field(default_factory=dict)
 
 
 def _text(value: bytes | None) -> str:
@@ -872,6 +876,8 @@ class RedisBroker:
             k.queue_prefix,
             k.dead_prefix,
             k.stats_prefix,
+            k.periodic,
+            k.periodic_due,
         ]
         args = [max(0, int(dead_limit)), max(0, int(scheduled_limit)), *queues]
 
@@ -879,7 +885,7 @@ class RedisBroker:
             self.scripts.queue(pipe, "snapshot", keys, args)
 
         reply = self.producer_call("reading a snapshot", lambda: self._pipeline(build)[0])
-        now_ms, running, scheduled, paused, workers, per_queue, dead, upcoming = reply
+        now_ms, running, scheduled, paused, workers, per_queue, dead, upcoming, docs, due = reply
         live: dict[str, dict[str, Any]] = {}
         for worker_id, info, heartbeat in workers:
             try:
@@ -912,6 +918,8 @@ class RedisBroker:
                 ScheduledEntry(_text(e[0]), int(e[1]), _text(e[2]), _text(e[3]), _text(e[4]), _int(e[5]) or 0)
                 for e in upcoming
             ],
+            periodic_docs={_text(docs[i]): docs[i + 1] for i in range(0, len(docs), 2)},
+            periodic_due={_text(due[i]): int(float(due[i + 1])) for i in range(0, len(due), 2)},
         )
 
     def task_logs(self, task_id: str) -> list[str]:

@@ -1,17 +1,19 @@
 -- Read everything a monitor shows, in one round trip and at one instant: queue
--- depths, counters, live workers, the newest dead letters and the next scheduled
--- tasks. Read-only; its cost depends on the number of queues, live workers and
--- the two limits, never on how many tasks the queues hold (LLEN and ZCARD are O(1)).
+-- depths, counters, live workers, the newest dead letters, the next scheduled
+-- tasks and the periodic tasks. Read-only; its cost depends on the number of
+-- queues, live workers, periodic definitions and the two limits, never on how
+-- many tasks the queues hold (LLEN and ZCARD are O(1)).
 -- KEYS[1] workers zset  KEYS[2] leases zset  KEYS[3] scheduled zset  KEYS[4] paused set
 -- KEYS[5] worker prefix KEYS[6] task prefix  KEYS[7] queue prefix    KEYS[8] dead prefix
--- KEYS[9] stats prefix
+-- KEYS[9] stats prefix KEYS[10] periodic hash KEYS[11] periodic next-run zset
 -- ARGV[1] dead letters to list (newest first, over all queues)
 -- ARGV[2] scheduled tasks to list (soonest first)  ARGV[3..] queue names
 -- Returns {now_ms, leased count, scheduled count, paused queue names,
 --          workers: {id, info JSON, heartbeat_ms}...,
 --          queues: {pending, dead letters, {stats hash as field, value...}} per queue,
 --          dead: {id, died_ms, name, queue, reason, attempts, error}...,
---          scheduled: {id, due_ms, name, queue, status, attempts}...}
+--          scheduled: {id, due_ms, name, queue, status, attempts}...,
+--          periodic documents (HGETALL), periodic next runs (name, ms...)}
 local now = now_ms()
 local dead_limit, sched_limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 
@@ -56,4 +58,5 @@ if sched_limit > 0 then
 end
 
 return {now, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
-  redis.call('SMEMBERS', KEYS[4]), workers, queues, dead, scheduled}
+  redis.call('SMEMBERS', KEYS[4]), workers, queues, dead, scheduled,
+  redis.call('HGETALL', KEYS[10]), redis.call('ZRANGE', KEYS[11], 0, -1, 'WITHSCORES')}
