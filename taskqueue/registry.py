@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -94,12 +96,13 @@ class TaskRegistry:
                     warnings.warn(
                         f"task name {definition.name!r} was registered by "
                         f"{_where(old.target)}; {_where(definition.target)} replaces it",
-                        stacklevel=3,
+                        stacklevel=_user_stacklevel(),
                     )
                 else:
                     # A notebook cell run again, or a module reloaded: the newest code wins.
                     warnings.warn(
-                        f"task {definition.name!r} redefined; the new definition replaces it", stacklevel=3
+                        f"task {definition.name!r} redefined; the new definition replaces it",
+                        stacklevel=_user_stacklevel(),
                     )
             self._tasks[definition.name] = definition
         return definition
@@ -125,6 +128,16 @@ class TaskRegistry:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of the first caller outside taskqueue, so a warning points at the
+    user's line (a notebook cell), however many library frames the registration went through."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _where(target: Any) -> str:
