@@ -60,35 +60,45 @@ def _nice_max(value: float) -> float:
         scale *= 10
 
 
-def rate_chart(samples: list[tuple[float, float, float]], window_s: float, width: int = 380) -> str:
-    """An inline SVG of processed and failed tasks per minute; samples are (t, processed/min,
-    failed/min) with t in seconds before now (0 = now)."""
-    height, left, bottom, top = 110, 34, 18, 8
+def _compact(value: float) -> str:
+    return f"{value / 1000:g}k" if value >= 1000 else f"{value:g}"
+
+
+#: Bars in the throughput chart.
+BINS = 60
+
+
+def rate_chart(bins: list[tuple[int, int]], window_s: float, width: int = 380) -> str:
+    """An inline SVG bar chart of tasks processed (green) and failed (red, stacked on top)
+    per minute; ``bins`` are counts per equal slice of the last ``window_s`` seconds, oldest
+    first. Plain SVG: no plotting library, and it renders in any notebook front end."""
+    height, left, bottom, top = 110, 46, 18, 8
     plot_w, plot_h = width - left - 6, height - bottom - top
-    peak = _nice_max(max([1.0] + [max(p, f) for _, p, f in samples]))
-
-    def point(age: float, value: float) -> str:
-        x = left + plot_w * (1 - min(age, window_s) / window_s)
-        y = top + plot_h * (1 - value / peak)
-        return f"{x:.1f},{y:.1f}"
-
+    per_min = 60 / (window_s / len(bins)) if bins else 0.0
+    peak = _nice_max(max([1.0] + [(p + f) * per_min for p, f in bins]))
+    span = f"{window_s / 60:g} min" if window_s >= 60 else f"{window_s:g} s"
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'style="font:10px sans-serif" role="img" aria-label="throughput chart">',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ddd"/>',
-        f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" fill="#555">{peak:g}</text>',
+        f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" fill="#555">{_compact(peak)}/min</text>',
         f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" fill="#555">0</text>',
-        f'<text x="{left}" y="{height - 4}" fill="#555">-{window_s / 60:g} min</text>',
+        f'<text x="{left}" y="{height - 4}" fill="#555">-{span}</text>',
         f'<text x="{left + plot_w}" y="{height - 4}" text-anchor="end" fill="#555">now</text>',
     ]
-    for index, colour in ((1, GREEN), (2, RED)):
-        points = " ".join(point(s[0], s[index]) for s in samples)
-        if len(samples) >= 2:
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
-        elif samples:
-            x, y = point(samples[0][0], samples[0][index]).split(",")
-            parts.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{colour}"/>')
-    if not samples:
+    bar_w = plot_w / max(1, len(bins))
+    for i, (processed, failed) in enumerate(bins):
+        x = left + i * bar_w
+        base = top + plot_h
+        for count, colour in ((processed, GREEN), (failed, RED)):
+            if count:
+                h = plot_h * count * per_min / peak
+                base -= h
+                parts.append(
+                    f'<rect x="{x + 0.5:.1f}" y="{base:.1f}" width="{max(1.0, bar_w - 1):.1f}" '
+                    f'height="{h:.1f}" fill="{colour}"/>'
+                )
+    if not bins:
         parts.append(
             f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" fill="{GREY}">'
             "collecting: rates appear after the second refresh</text>"
@@ -206,9 +216,9 @@ class Monitor(widgets.VBox):
         self.rates = widgets.HTML()
         self.workers_summary = widgets.HTML()
         self.workers_table = widgets.HTML()
-        self.threads_here = widgets.Label()
+        self.threads_here = widgets.Label(layout=widgets.Layout(width="auto"))
         self.threads_input = widgets.BoundedIntText(
-            value=q.worker_count(), min=0, max=512, description="threads", layout=box(width="150px")
+            value=q.worker_count(), min=0, max=512, description="set to", layout=box(width="150px")
         )
         self.threads_apply = widgets.Button(
             description="apply", tooltip="set the number of worker threads of this process"
@@ -222,9 +232,15 @@ class Monitor(widgets.VBox):
         self.dead_select = widgets.Select(options=[], rows=6, layout=box(width="100%"))
         self.dead_select.observe(lambda _: self._show_dead_detail(), names="value")
         self.dead_detail = widgets.HTML()
-        self.requeue_button = widgets.Button(description="requeue selected", icon="redo")
-        self.requeue_all_button = widgets.Button(description="requeue all", icon="redo")
-        self.purge_button = widgets.Button(description="purge all", icon="trash", button_style="danger")
+        self.requeue_button = widgets.Button(
+            description="requeue selected", icon="redo", layout=box(width="auto")
+        )
+        self.requeue_all_button = widgets.Button(
+            description="requeue all", icon="redo", layout=box(width="auto")
+        )
+        self.purge_button = widgets.Button(
+            description="purge all", icon="trash", button_style="danger", layout=box(width="auto")
+        )
         self.requeue_button.on_click(lambda _: self._ask_requeue_selected())
         self.requeue_all_button.on_click(lambda _: self._ask_requeue_all())
         self.purge_button.on_click(lambda _: self._ask_purge())
@@ -318,22 +334,36 @@ class Monitor(widgets.VBox):
         self._counters.append((now_s, processed, failed))
         while self._counters and now_s - self._counters[0][0] > self.history_s + self.interval:
             self._counters.popleft()
-        samples = []
-        for (t0, p0, f0), (t1, p1, f1) in itertools.pairwise(self._counters):
-            if t1 > t0:
+        if len(self._counters) < 2:
+            self.chart.value = rate_chart([], self.history_s)
+            last_minute = "rates appear after the second refresh"
+        else:
+            # The chart spans the time since the monitor opened (at least a minute), up to
+            # history_minutes; each bar sums the counter increases that ended in its slice.
+            window = min(self.history_s, max(60.0, now_s - self._counters[0][0]))
+            slot = window / BINS
+            bins = [[0, 0] for _ in range(BINS)]
+            recent = [0, 0]
+            for (_, p0, f0), (t1, p1, f1) in itertools.pairwise(self._counters):
                 # Counters only grow; a drop means they were reset (FLUSHDB): no rate for it.
-                per_min = 60 / (t1 - t0)
-                samples.append((now_s - t1, max(0, p1 - p0) * per_min, max(0, f1 - f0) * per_min))
-        self.chart.value = rate_chart(samples, self.history_s)
-        last = samples[-1] if samples else None
-        now_rates = (
-            f"<span style='color:{GREEN}'>■</span> processed <b>{last[1]:.1f}</b>/min · "
-            f"<span style='color:{RED}'>■</span> failed <b>{last[2]:.1f}</b>/min"
-            if last
-            else f"<span style='color:{GREEN}'>■</span> processed · <span style='color:{RED}'>■</span> failed"
-        )
+                done, lost = max(0, p1 - p0), max(0, f1 - f0)
+                age = now_s - t1
+                if age < window:
+                    index = BINS - 1 - min(BINS - 1, int(age // slot))
+                    bins[index][0] += done
+                    bins[index][1] += lost
+                if age < 60:
+                    recent[0] += done
+                    recent[1] += lost
+            self.chart.value = rate_chart([(p, f) for p, f in bins], window)
+            seen = min(60.0, now_s - self._counters[0][0])
+            span = "last minute" if seen >= 60 else f"last {seen:.0f} s"
+            last_minute = (
+                f"{span}: <span style='color:{GREEN}'>■</span> processed <b>{recent[0]}</b> · "
+                f"<span style='color:{RED}'>■</span> failed <b>{recent[1]}</b>"
+            )
         self.rates.value = (
-            f"{now_rates}<br><span class='tq-muted'>totals: processed {processed} · failed {failed} · "
+            f"{last_minute}<br><span class='tq-muted'>totals: processed {processed} · failed {failed} · "
             f"retried {retried}</span>"
         )
 
@@ -359,7 +389,7 @@ class Monitor(widgets.VBox):
             if rows
             else "<span class='tq-muted'>no live worker process</span>"
         )
-        self.threads_here.value = f"this process: {self.queue.worker_count()} thread(s) →"
+        self.threads_here.value = f"this process: {self.queue.worker_count()} thread(s)"
 
     def _render_scheduled(self, snap: Snapshot) -> None:
         self.scheduled_title.value = f"<h4 style='margin:4px 0'>Scheduled ({snap.scheduled})</h4>"
@@ -440,6 +470,7 @@ class Monitor(widgets.VBox):
         ):
             self.dead_select.options = options
             self.dead_select.value = selected if selected in self._dead else None
+            self.dead_select.rows = min(8, max(2, len(options)))
         has = bool(options)
         self.requeue_button.disabled = self.dead_select.value is None
         self.requeue_all_button.disabled = not total

@@ -160,7 +160,7 @@ def test_pause_button_and_worker_controls(queue: TaskQueue, known) -> None:
         m.threads_input.value = 2
         m.threads_apply.click()
         assert queue.worker_count() == 2
-        assert "this process: 2 thread(s)" in m.threads_here.value
+        assert m.threads_here.value == "this process: 2 thread(s)"
 
         def shows_two_threads() -> bool:
             m.refresh()
@@ -264,5 +264,33 @@ def test_periodic_tasks_show_with_their_next_run(queue: TaskQueue) -> None:
         assert "<td>hourly-report</td><td>every 1 h</td><td>default</td>" in m.periodic_table.value
         assert f"<td>{shown} (in " in m.periodic_table.value
         assert "scheduler running in this process" in m.periodic_title.value
+    finally:
+        m.close()
+
+
+def test_throughput_and_failures_between_refreshes(queue: TaskQueue) -> None:
+    @queue.task(max_retries=0)
+    def maybe(x: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x
+
+    m = queue.monitor(autostart=False)
+    try:
+        assert "collecting" in m.chart.value
+        with queue.running(workers=2):
+            assert queue.map(maybe, [1, 2, 3, 4, 5, -1], progress=False, return_exceptions=True)[:5] == [
+                1,
+                2,
+                3,
+                4,
+                5,
+            ]
+        m.refresh()
+        assert "processed <b>5</b>" in m.rates.value and "failed <b>1</b>" in m.rates.value
+        assert 'fill="#2e7d32"' in m.chart.value and 'fill="#c62828"' in m.chart.value
+        assert "-1 min" in m.chart.value  # the chart spans at least a minute
+        m.refresh()
+        assert "processed <b>5</b>" in m.rates.value  # still within the last minute
     finally:
         m.close()
