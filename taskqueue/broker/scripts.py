@@ -14,6 +14,15 @@ from typing import Any
 
 import redis
 
+#: Upper bounds (ms, inclusive) of the latency histogram buckets the scripts fill; one
+#: more bucket above the last bound catches the rest. Fixed, so a histogram's memory is
+#: bounded; spaced 1-2-5 so a percentile read from them is within one step.
+HISTOGRAM_BOUNDS_MS = (
+    1, 2, 5, 10, 20, 50, 100, 200, 500,
+    1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000,
+    120_000, 300_000, 600_000, 1_800_000, 3_600_000,
+)  # fmt: skip
+
 NAMES = (
     "enqueue",
     "fetch",
@@ -33,7 +42,8 @@ def _read(name: str) -> str:
 
 class Scripts:
     def __init__(self) -> None:
-        lib = _read("_lib")
+        bounds = ", ".join(str(b) for b in HISTOGRAM_BOUNDS_MS)
+        lib = f"local HIST_BOUNDS_MS = {{{bounds}}}\n" + _read("_lib")
         self.source: dict[str, str] = {name: lib + "\n" + _read(name) for name in NAMES}
         self.sha: dict[str, str] = {
             name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.source.items()
