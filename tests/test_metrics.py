@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 import redis
 import redis.connection
+from conftest import wait_until
 
 from taskqueue import TaskFailed, TaskQueue
 from taskqueue.broker.scripts import HISTOGRAM_BOUNDS_MS
 from taskqueue.metrics import BOUNDS_SECONDS, LatencyStats, TaskQueueMetrics
 from taskqueue.metrics.histogram import N_BUCKETS
-
-from conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +43,8 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 # -- the histogram math --------------------------------------------------------------------
 def test_percentiles_interpolate_inside_the_bucket() -> None:
-    fields = {"exec.0": 50, "exec.9": 49, f"exec.{N_BUCKETS - 1}": 1, "exec.sum": 50 * 1 + 49 * 900 + 7200_000}
+    top = f"exec.{N_BUCKETS - 1}"
+    fields = {"exec.0": 50, "exec.9": 49, top: 1, "exec.sum": 50 * 1 + 49 * 900 + 7200_000}
     stats = LatencyStats.from_fields(fields, "exec")
     assert stats.count == 100
     assert stats.p50 == pytest.approx(0.001)  # the 50th is the last of the 0..1 ms bucket
@@ -293,7 +293,8 @@ def test_metrics_span_processes_and_dead_workers_disappear(make_queue, redis_url
     def echo(x: int) -> int:
         return x
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, redis_url],
         stdin=subprocess.PIPE,
@@ -333,7 +334,9 @@ def _scrape(url: str) -> dict[str, object]:
     return {family.name: family for family in text_string_to_metric_families(text)}
 
 
-def _sample(families: dict, family: str, sample: str, **labels: str) -> float:
+def _sample(families: dict, family: str, sample: str | None = None, **labels: str) -> float:
+    """The value of one sample; ``sample`` defaults to the family name (gauges)."""
+    sample = sample or family
     for s in families[family].samples:
         if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
             return s.value
@@ -360,7 +363,7 @@ def test_prometheus_endpoint(queue: TaskQueue) -> None:
         ok.apply_async(queue="low", delay=60)
         families = _scrape(server.url)
 
-    assert _sample(families, "taskqueue_up", "taskqueue_up") == 1
+    assert _sample(families, "taskqueue_up") == 1
     labels = {"queue": "default", "task": "p.ok"}
     assert families["taskqueue_tasks_processed"].type == "counter"
     assert _sample(families, "taskqueue_tasks_processed", "taskqueue_tasks_processed_total", **labels) == 3
@@ -376,12 +379,11 @@ def test_prometheus_endpoint(queue: TaskQueue) -> None:
     assert 0 <= _sample(families, hist, hist + "_sum", **labels) < 1
     wait = "taskqueue_task_queue_wait_seconds"
     assert _sample(families, wait, wait + "_count", **labels) == 3
-    assert _sample(families, "taskqueue_scheduled_tasks", "taskqueue_scheduled_tasks") == 1
-    assert _sample(families, "taskqueue_queue_pending_tasks", "taskqueue_queue_pending_tasks", queue="high") == 0
-    assert (
-        _sample(families, "taskqueue_worker_threads", "taskqueue_worker_threads", pid=str(os.getpid())) == 2
-    )
-    assert _sample(families, "taskqueue_tasks_enqueued", "taskqueue_tasks_enqueued_total", queue="default") == 4
+    assert _sample(families, "taskqueue_scheduled_tasks") == 1
+    assert _sample(families, "taskqueue_queue_pending_tasks", queue="high") == 0
+    assert _sample(families, "taskqueue_worker_threads", pid=str(os.getpid())) == 2
+    enqueued = "taskqueue_tasks_enqueued"
+    assert _sample(families, enqueued, enqueued + "_total", queue="default") == 4
     queue.close()  # stops the server with the queue
     with pytest.raises(OSError):
         urllib.request.urlopen(server.url, timeout=2)
