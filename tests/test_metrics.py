@@ -3,6 +3,7 @@ round trips, aggregated over worker processes, and exported to Prometheus."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from conftest import wait_until
 from taskqueue import TaskFailed, TaskQueue
 from taskqueue.broker.scripts import HISTOGRAM_BOUNDS_MS
 from taskqueue.metrics import BOUNDS_SECONDS, LatencyStats, TaskQueueMetrics
-from taskqueue.metrics.histogram import N_BUCKETS
+from taskqueue.metrics.histogram import COARSE_BOUNDS_SECONDS, N_BUCKETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,28 +44,42 @@ def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 # -- the histogram math --------------------------------------------------------------------
 def test_percentiles_interpolate_inside_the_bucket() -> None:
+    second = HISTOGRAM_BOUNDS_MS.index(1000)  # the (800 ms, 1 s] bucket
     top = f"exec.{N_BUCKETS - 1}"
-    fields = {"exec.0": 50, "exec.9": 49, top: 1, "exec.sum": 50 * 1 + 49 * 900 + 7200_000}
+    fields = {"exec.0": 50, f"exec.{second}": 49, top: 1, "exec.sum": 50 * 1 + 49 * 900 + 7200_000}
     stats = LatencyStats.from_fields(fields, "exec")
     assert stats.count == 100
     assert stats.p50 == pytest.approx(0.001)  # the 50th is the last of the 0..1 ms bucket
-    # the 95th lies in (0.5 s, 1 s]: 45 of its 49 observations in
-    assert stats.p95 == pytest.approx(0.5 + 0.5 * 45 / 49)
+    # the 95th lies in (0.8 s, 1 s]: 45 of its 49 observations in
+    assert stats.p95 == pytest.approx(0.8 + 0.2 * 45 / 49)
     # above the last bound: reported as that bound
-    assert stats.percentile(1.0) == BOUNDS_SECONDS[-1]
+    assert stats.percentile(1.0) == BOUNDS_SECONDS[-1] == 3600
     assert stats.mean == pytest.approx(fields["exec.sum"] / 1000 / 100)
     cumulative = stats.cumulative()
     assert cumulative[-1] == (float("inf"), 100)
     assert [n for _, n in cumulative] == sorted(n for _, n in cumulative)
+    coarse = dict(stats.cumulative(COARSE_BOUNDS_SECONDS))
+    assert list(coarse)[:4] == [0.001, 0.002, 0.005, 0.01]
+    assert (coarse[0.5], coarse[1.0], coarse[2000.0], coarse[float("inf")]) == (50, 99, 99, 100)
+    with pytest.raises(ValueError, match="bounds must be taken from BOUNDS_SECONDS"):
+        stats.cumulative([0.3])
     with pytest.raises(ValueError, match="q must be in"):
         stats.percentile(0)
     assert LatencyStats().p99 is None
     assert "p95=" in repr(stats)
+    # buckets are 25% wide: a percentile is never off by more than that
+    for ms in (7, 13, 95, 230, 4100, 70_000):
+        one = LatencyStats.from_fields({f"exec.{bisect.bisect_left(HISTOGRAM_BOUNDS_MS, ms)}": 1}, "exec")
+        assert ms / 1000 / 1.3 <= one.p50 <= ms / 1000 * 1.3
 
 
-def test_histogram_bounds_are_shared_with_the_scripts(queue: TaskQueue) -> None:
-    source = queue.broker.scripts.source["ack"]
+def test_lua_buckets_match_python(queue: TaskQueue, redis_client: redis.Redis) -> None:
+    source = queue.broker.scripts.lib + "\nreturn bucket_of(tonumber(ARGV[1]))"
     assert "local HIST_BOUNDS_MS = {" + ", ".join(map(str, HISTOGRAM_BOUNDS_MS)) + "}" in source
+    values = [0, 1, 2, 9, 10, 11, 12, 13, 999, 1000, 1001, 3_599_999, 3_600_000, 3_600_001, 10**9]
+    values += [b + d for b in HISTOGRAM_BOUNDS_MS for d in (-1, 0, 1)]
+    for ms in values:
+        assert redis_client.eval(source, 0, ms) == bisect.bisect_left(HISTOGRAM_BOUNDS_MS, ms), ms
     assert len(BOUNDS_SECONDS) + 1 == N_BUCKETS
 
 
@@ -114,14 +129,14 @@ def test_counters_and_latencies_per_queue_and_task(queue: TaskQueue, redis_clien
     ok_m = m.task("m.ok")
     assert (ok_m.processed_tasks, ok_m.failed_tasks, ok_m.queue_name) == (31, 0, "default")
     assert ok_m.execution_time.count == 31 and ok_m.queue_wait.count == 31
-    assert 5.0 <= ok_m.queue_wait.percentile(1.0) <= 10.0  # the 7 s wait, within its bucket
+    assert 6.3 <= ok_m.queue_wait.percentile(1.0) <= 8.0  # the 7 s wait, within its bucket
     flaky_m = m.task("m.flaky")
     assert (flaky_m.retried_tasks, flaky_m.failed_tasks, flaky_m.dead_tasks) == (1, 1, 1)
     assert flaky_m.execution_time.count == 2  # failed attempts are timed too
     assert m.task("m.final").failed_tasks == 1 and m.task("m.final").dead_tasks == 0
     slow_m = m.task("m.slow")
     assert slow_m.queue_name == "high"
-    assert 0.2 <= slow_m.execution_time.p50 <= 0.5  # 300 ms, in the (200, 500] ms bucket
+    assert 0.25 <= slow_m.execution_time.p50 <= 0.4  # 300 ms, in the (250, 315] ms bucket
     assert slow_m.execution_time.sum_seconds == pytest.approx(0.3, abs=0.1)
     # the queue figures are the sum of its task names
     assert default.execution_time.count == sum(
@@ -233,7 +248,8 @@ def test_json_and_repr(queue: TaskQueue) -> None:
         m = queue.get_metrics()
     data = json.loads(json.dumps(m.to_dict()))
     assert data["queue_metrics"][1]["queue_name"] == "default"
-    assert data["task_metrics"][0]["execution_time"]["buckets"]["+Inf"] == 0
+    execution = data["task_metrics"][0]["execution_time"]
+    assert sum(execution["buckets"].values()) == execution["count"] == 1
     assert data["workers"][0]["threads"] == 1
     text = repr(m)
     assert text.startswith("TaskQueueMetrics(workers=1 threads in 1 process(es)")
@@ -375,7 +391,11 @@ def test_prometheus_endpoint(queue: TaskQueue) -> None:
     assert families[hist].type == "histogram"
     assert _sample(families, hist, hist + "_count", **labels) == 3
     assert _sample(families, hist, hist + "_bucket", le="+Inf", **labels) == 3
-    assert _sample(families, hist, hist + "_bucket", le="60.0", **labels) == 3
+    assert _sample(families, hist, hist + "_bucket", le="50.0", **labels) == 3
+    assert (
+        len([s for s in families[hist].samples if s.name == hist + "_bucket" and s.labels["task"] == "p.ok"])
+        == 21
+    )
     assert 0 <= _sample(families, hist, hist + "_sum", **labels) < 1
     wait = "taskqueue_task_queue_wait_seconds"
     assert _sample(families, wait, wait + "_count", **labels) == 3

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 import redis
 
 from taskqueue.errors import BrokerError
-from taskqueue.metrics.histogram import LatencyStats
+from taskqueue.metrics.histogram import COARSE_BOUNDS_SECONDS, LatencyStats
 from taskqueue.metrics.model import collect
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ __all__ = ["MetricsServer", "TaskQueueCollector", "generate_latest", "start_http
 
 
 def _buckets(stats: LatencyStats) -> list[tuple[str, float]]:
-    return [(floatToGoString(bound), float(n)) for bound, n in stats.cumulative()]
+    return [(floatToGoString(bound), float(n)) for bound, n in stats.cumulative(COARSE_BOUNDS_SECONDS)]
 
 
 class TaskQueueCollector(Collector):

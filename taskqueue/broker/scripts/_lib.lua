@@ -24,11 +24,14 @@ end
 -- Metrics, written by the scripts that change a task's state, in the same call, so
 -- they cost no extra round trip. m is the queue's metrics hash (see Keys.metrics_prefix).
 -- HIST_BOUNDS_MS is defined above this file by broker/scripts.py (HISTOGRAM_BOUNDS_MS).
+-- The 0-based index of the first bucket whose bound is >= ms (binary search).
 local function bucket_of(ms)
-  for i = 1, #HIST_BOUNDS_MS do
-    if ms <= HIST_BOUNDS_MS[i] then return i - 1 end
+  local lo, hi = 1, #HIST_BOUNDS_MS + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if ms <= HIST_BOUNDS_MS[mid] then hi = mid else lo = mid + 1 end
   end
-  return #HIST_BOUNDS_MS
+  return lo - 1
 end
 
 -- Add one observation (ms) to the 'exec' or 'wait' histogram of a task name.
