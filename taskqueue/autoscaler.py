@@ -132,7 +132,10 @@ class Autoscaler:
         self.clock = clock
         #: Called (on the autoscaler thread) after each change, e.g. to update a dashboard.
         self.on_decision = on_decision
+        #: The latest decisions (up to 100), oldest first.
         self.decisions: list[ScalingDecision] = []
+        self.scale_ups = 0
+        self.scale_downs = 0
         self.last_load: float | None = None
         self.last_tick: float | None = None  # monotonic, set by the thread
         self.last_error: str | None = None
@@ -172,6 +175,11 @@ class Autoscaler:
 
         ``now`` defaults to the injected clock, ``load`` to a measurement in Redis.
         """
+        for value, what in ((now, "now"), (load, "load")):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise TypeError(f"tick({what}=...) takes a number or None, got {value!r}")
+        if load is not None and load < 0:
+            raise ValueError(f"tick(load=...) must be >= 0 (tasks per thread), got {load!r}")
         with self._lock:
             pool = self.queue.pool
             if pool is None:
@@ -226,6 +234,10 @@ class Autoscaler:
         decision = ScalingDecision(current, target, reason, load, now)
         self.decisions.append(decision)
         del self.decisions[:-100]
+        if decision.direction == "up":
+            self.scale_ups += 1
+        else:
+            self.scale_downs += 1
         self._last_change = now
         self._signal, self._streak = None, 0
         self._publish(pool, target)  # before resize, whose heartbeat publishes it
@@ -251,8 +263,8 @@ class Autoscaler:
             "max_workers": s.max_workers,
             "target": target,
             "load": None if self.last_load is None else round(self.last_load, 3),
-            "scale_ups": sum(1 for d in self.decisions if d.direction == "up"),
-            "scale_downs": sum(1 for d in self.decisions if d.direction == "down"),
+            "scale_ups": self.scale_ups,
+            "scale_downs": self.scale_downs,
             "last_decision": last.reason if last else None,
         }
 

@@ -99,6 +99,16 @@ def test_out_of_bounds_is_corrected_at_once(pool_queue: TaskQueue) -> None:
     assert pool_queue.worker_count() == 5
 
 
+def test_tick_argument_errors(pool_queue: TaskQueue) -> None:
+    scaler = Autoscaler(pool_queue, settings())
+    with pytest.raises(TypeError, match=r"tick\(load=...\) takes a number or None, got '9'"):
+        scaler.tick(now=0, load="9")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be >= 0"):
+        scaler.tick(now=0, load=-1)
+    with pytest.raises(TypeError, match=r"tick\(now=...\)"):
+        scaler.tick(now="soon")  # type: ignore[arg-type]
+
+
 def test_no_pool_no_decision(queue: TaskQueue) -> None:
     scaler = Autoscaler(queue, settings())
     assert scaler.tick(now=0, load=100) is None
@@ -143,6 +153,11 @@ def test_decisions_are_logged_and_counted(pool_queue: TaskQueue, caplog: pytest.
     assert (m.autoscaler.scale_ups, m.autoscaler.scale_downs) == (1, 1)
     assert m.autoscaler.last_decision["to_workers"] == 2
     assert m.autoscaler.last_decision["direction"] == "down"
+    assert (scaler.scale_ups, scaler.scale_downs) == (1, 1)
+    assert pool_queue.pool is not None
+    assert pool_queue.pool.info["autoscaler"]["target"] == 2
+    # published with the heartbeat: every process sees this process's autoscaler
+    assert m.autoscaler.processes[pool_queue.pool.id]["scale_downs"] == 1
 
 
 def test_settings_are_validated(queue: TaskQueue) -> None:
