@@ -21,6 +21,8 @@ from taskqueue.serialization import loads
 
 if TYPE_CHECKING:
     from taskqueue.handle import TaskHandle
+    from taskqueue.health import HealthStatus
+    from taskqueue.metrics import TaskQueueMetrics
     from taskqueue.queue import TaskQueue
 
 STYLE = (
@@ -183,3 +185,73 @@ def handle_html(h: TaskHandle) -> str:
     if entries:
         rows.append(("output", logs_html(entries)))
     return f"{STYLE}<div><b>TaskHandle</b>{fields(rows)}</div>"
+
+
+def metrics_html(m: TaskQueueMetrics) -> str:
+    """``TaskQueueMetrics``: totals, then one row per queue with its latency percentiles."""
+    head = [
+        ("at", esc(clock(m.timestamp * 1000))),
+        (
+            "workers",
+            esc(f"{m.active_workers} threads in {m.worker_processes} process(es), {m.busy_workers} busy"),
+        ),
+        (
+            "pending / running / scheduled",
+            esc(f"{m.total_pending_tasks} / {m.total_running_tasks} / {m.total_scheduled_tasks}"),
+        ),
+        (
+            "processed / failed / retried",
+            esc(f"{m.total_processed_tasks} / {m.total_failed_tasks} / {m.total_retried_tasks}"),
+        ),
+        ("dead letters", esc(m.dead_letter_tasks)),
+        ("finished in the last minute", esc(m.throughput_last_minute)),
+        ("pending per thread", esc(f"{m.tasks_per_worker:.2f}")),
+    ]
+    rows = [
+        (
+            q.queue_name + (" (paused)" if q.paused else ""),
+            q.pending_tasks,
+            q.processed_tasks,
+            q.failed_tasks,
+            q.retried_tasks,
+            q.dead_letter_tasks,
+            q.throughput_last_minute,
+            duration(q.execution_time.p50),
+            duration(q.execution_time.p95),
+            duration(q.execution_time.p99),
+            duration(q.queue_wait.p95),
+        )
+        for q in m.queue_metrics
+    ]
+    queues = table(
+        rows,
+        [
+            "queue",
+            "pending",
+            "processed",
+            "failed",
+            "retried",
+            "dead",
+            "last min",
+            "p50",
+            "p95",
+            "p99",
+            "wait p95",
+        ],
+    )
+    return f"{STYLE}<div><b>TaskQueueMetrics</b>{fields(head)}{queues}</div>"
+
+
+def health_html(h: HealthStatus) -> str:
+    """``HealthStatus``: the overall state, then each component with its message."""
+    colours = {"healthy": "#2e7d32", "degraded": "#ef6c00", "unhealthy": "#b00020"}
+
+    def state(value: Any) -> str:
+        text = str(getattr(value, "value", value))
+        return f'<span style="color:{colours.get(text, "#333")};font-weight:600">{esc(text)}</span>'
+
+    rows = [(esc(name), state(c.status), esc(c.message)) for name, c in h.components.items()]
+    return (
+        f"{STYLE}<div><b>HealthStatus</b> {state(h.status)}: {esc(h.message)}"
+        f"{table(rows, ['component', 'status', 'message'], raw=True)}</div>"
+    )

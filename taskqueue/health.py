@@ -81,6 +81,11 @@ class HealthStatus:
         parts = ", ".join(f"{name}={c.status.value}" for name, c in self.components.items())
         return f"HealthStatus({self.status.value}: {self.message} [{parts}])"
 
+    def _repr_html_(self) -> str:
+        from taskqueue.display import health_html
+
+        return health_html(self)
+
 
 def _number(value: Any, name: str, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:

@@ -29,6 +29,7 @@ import ipywidgets as widgets
 from taskqueue import display
 from taskqueue.broker import DeadEntry, Snapshot, mask_url
 from taskqueue.errors import SerializationError, TaskQueueError
+from taskqueue.metrics import TaskQueueMetrics, from_reading
 from taskqueue.periodic import periodic_list
 from taskqueue.serialization import loads
 
@@ -182,6 +183,8 @@ class Monitor(widgets.VBox):
         self.history_s = _positive(history_minutes, "history_minutes", 0.1) * 60
         self.queues = queue.settings.queues_by_priority()
         self.snapshot: Snapshot | None = None
+        #: The figures shown, as ``q.get_metrics()`` computes them, from the same reading.
+        self.metrics: TaskQueueMetrics | None = None
         #: How many refreshes read Redis; each is exactly one round trip.
         self.refreshes = 0
         self._counters: deque[tuple[float, int, int]] = deque()
@@ -212,6 +215,7 @@ class Monitor(widgets.VBox):
             name: QueueRow(name, q.settings.queues[name], self._toggle_pause) for name in self.queues
         }
         self.totals = widgets.HTML()
+        self.queue_metrics = widgets.HTML()
         self.chart = widgets.HTML()
         self.rates = widgets.HTML()
         self.workers_summary = widgets.HTML()
@@ -259,7 +263,7 @@ class Monitor(widgets.VBox):
             head = widgets.HTML(f"<h4 style='margin:4px 0'>{title}</h4>") if isinstance(title, str) else title
             return widgets.VBox([head, *children], layout=box(width=width, padding="0 8px 4px 0"))
 
-        queues = section("Queues", self.totals, *self.queue_rows.values())
+        queues = section("Queues", self.totals, *self.queue_rows.values(), self.queue_metrics)
         chart = section("Throughput and failures", self.chart, self.rates)
         workers = section(
             "Workers",
@@ -301,6 +305,7 @@ class Monitor(widgets.VBox):
             snap = self.queue.broker.snapshot(self.queues, self.dead_limit, self.scheduled_limit)
             self.refreshes += 1
             self.snapshot = snap
+            self.metrics = from_reading(snap.metrics_reading(), self.queue.settings)
             self._render(snap)
             return snap
 
@@ -318,6 +323,7 @@ class Monitor(widgets.VBox):
             f"pending <b>{sum(snap.pending.values())}</b> · running <b>{snap.running}</b> · "
             f"scheduled <b>{snap.scheduled}</b> · dead letters <b>{sum(snap.dead_letters.values())}</b>"
         )
+        self._render_queue_metrics()
         self._render_rates(snap)
         self._render_workers(snap)
         self._render_scheduled(snap)
@@ -362,34 +368,89 @@ class Monitor(widgets.VBox):
                 f"{span}: <span style='color:{GREEN}'>■</span> processed <b>{recent[0]}</b> · "
                 f"<span style='color:{RED}'>■</span> failed <b>{recent[1]}</b>"
             )
+        server = self.metrics.throughput_last_minute if self.metrics is not None else 0
         self.rates.value = (
-            f"{last_minute}<br><span class='tq-muted'>totals: processed {processed} · failed {failed} · "
+            f"{last_minute}<br>finished in the last 60 s, every process: <b>{server}</b><br>"
+            f"<span class='tq-muted'>totals: processed {processed} · failed {failed} · "
             f"retried {retried}</span>"
         )
 
+    def _render_queue_metrics(self) -> None:
+        assert self.metrics is not None
+        rows = [
+            (
+                q.queue_name,
+                q.processed_tasks,
+                q.failed_tasks,
+                q.retried_tasks,
+                q.throughput_last_minute,
+                display.duration(q.execution_time.p50),
+                display.duration(q.execution_time.p95),
+                display.duration(q.execution_time.p99),
+                display.duration(q.queue_wait.p95),
+                display.duration(q.oldest_pending_age_seconds),
+            )
+            for q in self.metrics.queue_metrics
+        ]
+        self.queue_metrics.value = display.table(
+            rows,
+            [
+                "queue",
+                "processed",
+                "failed",
+                "retried",
+                "last min",
+                "p50",
+                "p95",
+                "p99",
+                "wait p95",
+                "oldest",
+            ],
+        )
+
     def _render_workers(self, snap: Snapshot) -> None:
+        assert self.metrics is not None
+        metrics = self.metrics
         here = self.queue.pool.id if self.queue.pool is not None else None
         rows = []
-        threads = busy = 0
-        for worker_id, info in sorted(snap.workers.items()):
-            n, b = int(info.get("threads") or 0), int(info.get("busy") or 0)
-            threads, busy = threads + n, busy + b
-            beat = info.get("heartbeat_ms")
-            age = display.duration((snap.now_ms - beat) / 1000) if isinstance(beat, int) else "-"
-            label = f"{info.get('host', '?')}:{info.get('pid', '?')}" + (
-                " (this process)" if worker_id == here else ""
+        for w in metrics.workers:
+            label = f"{w.host or '?'}:{w.pid or '?'}" + (" (this process)" if w.worker_id == here else "")
+            scaler = w.autoscaler or {}
+            target = (
+                f"{scaler.get('target')} ({scaler.get('min_workers')}..{scaler.get('max_workers')})"
+                if scaler
+                else "-"
             )
-            rows.append((label, ",".join(info.get("queues") or []), n, b, max(0, n - b), age))
+            rows.append(
+                (
+                    label,
+                    ",".join(w.queues),
+                    w.threads,
+                    w.busy_threads,
+                    max(0, w.threads - w.busy_threads),
+                    target,
+                    display.duration(w.heartbeat_age_seconds),
+                )
+            )
         self.workers_summary.value = (
-            f"<b>{len(snap.workers)}</b> process(es) · <b>{threads}</b> threads · "
-            f"<b>{busy}</b> busy · <b>{max(0, threads - busy)}</b> idle"
+            f"<b>{metrics.worker_processes}</b> process(es) · <b>{metrics.active_workers}</b> threads · "
+            f"<b>{metrics.busy_workers}</b> busy · <b>{max(0, metrics.active_workers - metrics.busy_workers)}"
+            f"</b> idle · <b>{metrics.tasks_per_worker:.2f}</b> pending per thread"
         )
         self.workers_table.value = (
-            display.table(rows, ["process", "queues", "threads", "busy", "idle", "heartbeat"])
+            display.table(
+                rows, ["process", "queues", "threads", "busy", "idle", "autoscaler target", "heartbeat"]
+            )
             if rows
             else "<span class='tq-muted'>no live worker process</span>"
         )
-        self.threads_here.value = f"this process: {self.queue.worker_count()} thread(s)"
+        scaler = self.queue._extensions.get("autoscaler")
+        state = (
+            "autoscaler running here: threads follow the load"
+            if scaler is not None and getattr(scaler, "running", False)
+            else f"this process: {self.queue.worker_count()} thread(s)"
+        )
+        self.threads_here.value = state
 
     def _render_scheduled(self, snap: Snapshot) -> None:
         self.scheduled_title.value = f"<h4 style='margin:4px 0'>Scheduled ({snap.scheduled})</h4>"

@@ -294,3 +294,79 @@ def test_throughput_and_failures_between_refreshes(queue: TaskQueue) -> None:
         assert "processed <b>5</b>" in m.rates.value  # still within the last minute
     finally:
         m.close()
+
+
+def _volatile_removed(data: dict) -> dict:
+    """Metrics minus what moves between two reads a moment apart (clocks and ages)."""
+    data = dict(data, timestamp=None)
+    data["queue_metrics"] = [dict(q, oldest_pending_age_seconds=None) for q in data["queue_metrics"]]
+    data["workers"] = [
+        dict(
+            w,
+            heartbeat_age_seconds=None,
+            thread_details=[dict(t, running_seconds=None) for t in w["thread_details"]],
+        )
+        for w in data["workers"]
+    ]
+    return data
+
+
+def test_the_numbers_shown_match_get_metrics(queue: TaskQueue, known) -> None:
+    add = known["add"]
+    queue.start_autoscaler(min_workers=1, max_workers=3, queues=["high"])
+    assert queue.map(add, [(i, i) for i in range(10)], queue="high", progress=False) == [
+        2 * i for i in range(10)
+    ]
+    # The autoscaler's state reaches the registry with the next heartbeat.
+    wait_until(
+        lambda: (
+            queue.pending()["high"] == 0
+            and (metrics := queue.get_metrics()).busy_workers == 0
+            and metrics.workers[0].autoscaler is not None
+        )
+    )
+    m = queue.monitor(autostart=False)
+    try:
+        metrics = queue.get_metrics()
+        assert _volatile_removed(m.metrics.to_dict()) == _volatile_removed(metrics.to_dict())
+        for q in metrics.queue_metrics:
+            shown = [
+                q.queue_name,
+                q.processed_tasks,
+                q.failed_tasks,
+                q.retried_tasks,
+                q.throughput_last_minute,
+                display.duration(q.execution_time.p50),
+                display.duration(q.execution_time.p95),
+                display.duration(q.execution_time.p99),
+                display.duration(q.queue_wait.p95),
+            ]
+            row = "<tr>" + "".join(f"<td>{display.esc(v)}</td>" for v in shown)
+            assert row in m.queue_metrics.value, (row, m.queue_metrics.value)
+        assert metrics.queue("high").processed_tasks == 11 and metrics.queue("default").failed_tasks == 2
+        assert metrics.queue("high").execution_time.p95 is not None
+        assert (
+            f"<b>{metrics.worker_processes}</b> process(es) · <b>{metrics.active_workers}</b> threads · "
+            f"<b>{metrics.busy_workers}</b> busy" in m.workers_summary.value
+        )
+        (worker,) = metrics.workers
+        scaler = worker.autoscaler
+        assert scaler is not None and scaler["min_workers"] == 1 and scaler["max_workers"] == 3
+        target = f"<td>{scaler['target']} (1..3)</td>"
+        assert target in m.workers_table.value
+        assert f"every process: <b>{metrics.throughput_last_minute}</b>" in m.rates.value
+        assert metrics.throughput_last_minute == 13  # 11 succeeded + 2 dead, all within the minute
+        assert "autoscaler running here" in m.threads_here.value
+    finally:
+        m.close()
+        queue.stop_autoscaler()
+
+
+def test_metrics_and_health_have_html_reprs(queue: TaskQueue, known) -> None:
+    metrics = queue.get_metrics()
+    html = metrics._repr_html_()
+    assert "TaskQueueMetrics" in html and "<td>default</td><td>3</td>" in html
+    health = queue.health_check()
+    html = health._repr_html_()
+    assert "HealthStatus" in html and "<td>redis</td>" in html
+    assert f">{health.status.value}</span>" in html

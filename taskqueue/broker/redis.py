@@ -182,6 +182,29 @@ class Snapshot:
     #: name -> next run (ms), as ``periodic_state`` returns them.
     periodic_docs: dict[str, bytes] = field(default_factory=dict)
     periodic_due: dict[str, int] = field(default_factory=dict)
+    #: Per queue: the fields of its metrics hash (see ``Keys.metrics_prefix``).
+    metrics: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Per queue: (enqueued_ms, due_ms) of the task at the head of the queue, if any.
+    oldest: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    autoscaler: dict[str, str] = field(default_factory=dict)
+
+    def metrics_reading(self) -> MetricsReading:
+        """The same data as ``RedisBroker.read_metrics`` returns, for ``taskqueue.metrics``."""
+        queues = list(self.pending)
+        return MetricsReading(
+            now_ms=self.now_ms,
+            queues=queues,
+            pending=dict(self.pending),
+            dead_letters=dict(self.dead_letters),
+            stats=self.stats,
+            metrics=self.metrics,
+            oldest=self.oldest,
+            running=self.running,
+            scheduled=self.scheduled,
+            paused=set(self.paused),
+            workers=self.workers,
+            autoscaler=dict(self.autoscaler),
+        )
 
 
 @dataclass(slots=True)
@@ -215,6 +238,11 @@ def _int(value: bytes | None) -> int | None:
         return int(value) if value not in (None, b"") else None
     except ValueError:
         return None
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
+    """A Lua HGETALL reply (field, value, field, value...) as a dict."""
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
 def _counters(h: dict[bytes, bytes]) -> dict[str, int]:
@@ -921,6 +949,8 @@ class RedisBroker:
             k.stats_prefix,
             k.periodic,
             k.periodic_due,
+            k.metrics_prefix,
+            k.autoscaler,
         ]
         args = [max(0, int(dead_limit)), max(0, int(scheduled_limit)), *queues]
 
@@ -928,17 +958,10 @@ class RedisBroker:
             self.scripts.queue(pipe, "snapshot", keys, args)
 
         reply = self.producer_call("reading a snapshot", lambda: self._pipeline(build)[0])
-        now_ms, running, scheduled, paused, workers, per_queue, dead, upcoming, docs, due = reply
+        now_ms, running, scheduled, paused, workers, per_queue, dead, upcoming, docs, due, scaler = reply
         live: dict[str, dict[str, Any]] = {}
         for worker_id, info, heartbeat in workers:
-            try:
-                decoded = json.loads(info)
-            except ValueError:
-                decoded = {}
-            if not isinstance(decoded, dict):
-                decoded = {}
-            decoded["heartbeat_ms"] = _int(heartbeat)
-            live[_text(worker_id)] = decoded
+            live[_text(worker_id)] = _worker_info({b"info": info, b"heartbeat_ms": heartbeat or None})
         return Snapshot(
             now_ms=int(now_ms),
             running=int(running),
@@ -947,10 +970,14 @@ class RedisBroker:
             workers=live,
             pending={q: int(r[0]) for q, r in zip(queues, per_queue, strict=True)},
             dead_letters={q: int(r[1]) for q, r in zip(queues, per_queue, strict=True)},
-            stats={
-                q: {_text(r[2][i]): _int(r[2][i + 1]) or 0 for i in range(0, len(r[2]), 2)}
+            stats={q: _counters(_pairs(r[2])) for q, r in zip(queues, per_queue, strict=True)},
+            metrics={q: _counters(_pairs(r[3])) for q, r in zip(queues, per_queue, strict=True)},
+            oldest={
+                q: (_int(r[4][0]), _int(r[4][1]))
                 for q, r in zip(queues, per_queue, strict=True)
+                if r[4] and r[4][0] is not None
             },
+            autoscaler={_text(a): _text(b) for a, b in _pairs(scaler).items()},
             dead=[
                 DeadEntry(
                     _text(e[0]), int(e[1]), _text(e[2]), _text(e[3]), _text(e[4]), _int(e[5]) or 0, e[6]

@@ -290,6 +290,11 @@ class TaskQueueMetrics:
             "autoscaler": self.autoscaler.to_dict(),
         }
 
+    def _repr_html_(self) -> str:
+        from taskqueue.display import metrics_html
+
+        return metrics_html(self)
+
     def __repr__(self) -> str:
         queues = ", ".join(f"{q.queue_name}={q.pending_tasks}" for q in self.queue_metrics)
         return (

@@ -1,19 +1,23 @@
 -- Read everything a monitor shows, in one round trip and at one instant: queue
--- depths, counters, live workers, the newest dead letters, the next scheduled
--- tasks and the periodic tasks. Read-only; its cost depends on the number of
+-- depths, counters and metrics histograms, live workers, the newest dead
+-- letters, the next scheduled tasks, the periodic tasks and the autoscaler
+-- counters (a superset of what RedisBroker.read_metrics reads). Read-only; its cost depends on the number of
 -- queues, live workers, periodic definitions and the two limits, never on how
 -- many tasks the queues hold (LLEN and ZCARD are O(1)).
 -- KEYS[1] workers zset  KEYS[2] leases zset  KEYS[3] scheduled zset  KEYS[4] paused set
 -- KEYS[5] worker prefix KEYS[6] task prefix  KEYS[7] queue prefix    KEYS[8] dead prefix
 -- KEYS[9] stats prefix KEYS[10] periodic hash KEYS[11] periodic next-run zset
+-- KEYS[12] metrics prefix KEYS[13] autoscaler hash
 -- ARGV[1] dead letters to list (newest first, over all queues)
 -- ARGV[2] scheduled tasks to list (soonest first)  ARGV[3..] queue names
 -- Returns {now_ms, leased count, scheduled count, paused queue names,
 --          workers: {id, info JSON, heartbeat_ms}...,
---          queues: {pending, dead letters, {stats hash as field, value...}} per queue,
+--          queues: {pending, dead letters, {stats hash}, {metrics hash},
+--                   {enqueued_ms, due_ms} of the task at the head} per queue,
 --          dead: {id, died_ms, name, queue, reason, attempts, error}...,
 --          scheduled: {id, due_ms, name, queue, status, attempts}...,
---          periodic documents (HGETALL), periodic next runs (name, ms...)}
+--          periodic documents (HGETALL), periodic next runs (name, ms...),
+--          autoscaler hash (HGETALL)}
 local now = now_ms()
 local dead_limit, sched_limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 
@@ -28,8 +32,13 @@ end
 local queues, candidates = {}, {}
 for i = 3, #ARGV do
   local q = ARGV[i]
+  local head = redis.call('LINDEX', KEYS[7] .. q, 0)
+  local oldest = {}
+  if head then
+    oldest = redis.call('HMGET', KEYS[6] .. head, 'enqueued_ms', 'due_ms')
+  end
   queues[#queues + 1] = {redis.call('LLEN', KEYS[7] .. q), redis.call('ZCARD', KEYS[8] .. q),
-    redis.call('HGETALL', KEYS[9] .. q)}
+    redis.call('HGETALL', KEYS[9] .. q), redis.call('HGETALL', KEYS[12] .. q), oldest}
   if dead_limit > 0 then
     local newest = redis.call('ZREVRANGE', KEYS[8] .. q, 0, dead_limit - 1, 'WITHSCORES')
     for j = 1, #newest, 2 do
@@ -59,4 +68,5 @@ end
 
 return {now, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   redis.call('SMEMBERS', KEYS[4]), workers, queues, dead, scheduled,
-  redis.call('HGETALL', KEYS[10]), redis.call('ZRANGE', KEYS[11], 0, -1, 'WITHSCORES')}
+  redis.call('HGETALL', KEYS[10]), redis.call('ZRANGE', KEYS[11], 0, -1, 'WITHSCORES'),
+  redis.call('HGETALL', KEYS[13])}
