@@ -282,6 +282,12 @@ class Autoscaler:
         pool = self.queue.pool
         if pool is not None:
             self._publish(pool, pool.count())
+            # Registry now, not at the next heartbeat (up to heartbeat_interval away), so
+            # metrics and the monitor show the autoscaler as soon as it runs.
+            try:
+                pool._heartbeat_once()
+            except _REDIS_ERRORS:
+                pass  # the heartbeat thread publishes it when Redis answers again
         s = self.settings
         log.info(
             "autoscaler started: %d..%d threads, up above %g and down below %g tasks per thread, every %g s",

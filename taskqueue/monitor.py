@@ -446,7 +446,7 @@ class Monitor(widgets.VBox):
         )
         scaler = self.queue._extensions.get("autoscaler")
         state = (
-            "autoscaler running here: threads follow the load"
+            "threads here: autoscaler"
             if scaler is not None and getattr(scaler, "running", False)
             else f"this process: {self.queue.worker_count()} thread(s)"
         )

@@ -70,7 +70,7 @@ q.stop_workers()
 q.enqueue_many([add.s(1, 1), add.s(2, 2), add.s(3, 3)])
 q.schedule(add.s(5, 5), delay=600)
 q.pause("low")
-q.start_workers(3, queues=["high"])
+q.start_autoscaler(min_workers=2, max_workers=4, queues=["high"])
 """,
     """
 m = q.monitor(refresh=0.5)
@@ -233,6 +233,7 @@ def test_monitor_renders_in_jupyterlab(
     assert "3 pending" in shown, shown
     assert "Dead letters (2)" in shown
     assert "ValueError: boom" in shown
-    assert "1 process(es)" in shown and "3 threads" in shown
+    assert "1 process(es)" in shown and "autoscaler target" in shown and "(2..4)" in shown
+    assert "p95" in shown
     assert "Scheduled (1)" in shown
     assert (artifacts_dir / "monitor-jupyterlab.png").stat().st_size > 10_000

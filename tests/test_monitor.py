@@ -356,7 +356,7 @@ def test_the_numbers_shown_match_get_metrics(queue: TaskQueue, known) -> None:
         assert target in m.workers_table.value
         assert f"every process: <b>{metrics.throughput_last_minute}</b>" in m.rates.value
         assert metrics.throughput_last_minute == 13  # 11 succeeded + 2 dead, all within the minute
-        assert "autoscaler running here" in m.threads_here.value
+        assert m.threads_here.value == "threads here: autoscaler"
     finally:
         m.close()
         queue.stop_autoscaler()
