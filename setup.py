@@ -26,7 +26,7 @@ setup(
     extras_require={
         "prometheus": ["prometheus_client>=0.20"],
         "flask": ["flask>=3.0"],
-        "notebook": ["ipywidgets>=8.1", "ipykernel>=6.29"],
+        "notebook": ["ipywidgets>=8.1", "ipykernel>=6.29", "jupyterlab>=4.0"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -38,6 +38,9 @@ setup(
             "ipykernel>=6.29",
             "nbclient>=0.10",
             "nbformat>=5.10",
+            "jupyterlab>=4.0",
+            # drives Debian's Chromium in the browser test (it never downloads a browser)
+            "playwright>=1.40",
             "asv>=0.6",
         ],
     },
