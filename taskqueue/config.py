@@ -72,8 +72,12 @@ class WorkerSettings:
     shutdown_grace_period: float = 30.0
     #: Longest a worker blocks on Redis while idle (also how often it checks leases).
     idle_poll_seconds: float = 2.0
-    #: Tasks fetched per round trip beyond the free threads (0 = none).
-    prefetch: int = 0
+    #: Most tasks a thread leases beyond the one it runs (0: none). It leases only as
+    #: many as it expects to finish within prefetch_window, judging by recent durations.
+    prefetch: int = 16
+    #: Seconds of work a thread may hold in advance; also the longest a finished
+    #: task's result waits to be stored with the next batch.
+    prefetch_window: float = 0.005
     queues: tuple[str, ...] = ()  # empty: every configured queue
 
 
@@ -566,6 +570,7 @@ def _rules(s: Settings) -> list[tuple[str, bool, str]]:
             "blocks this long inside one Redis command",
         ),
         ("workers.prefetch", w.prefetch >= 0, "must be >= 0"),
+        ("workers.prefetch_window", w.prefetch_window >= 0, "must be >= 0 seconds"),
         (
             "workers.queues",
             all(q in s.queues for q in w.queues),

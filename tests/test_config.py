@@ -226,7 +226,7 @@ def test_unknown_variables_are_reported_and_unrelated_ones_ignored(project: Path
     assert [str(p) for p in exc.value.details] == [
         "workers.threads = '3' (from variable TASK_QUEUE_WORKERS__THREADS): unknown setting; "
         "known: initial_count, max_concurrent_tasks, heartbeat_interval, lease_heartbeats, "
-        "shutdown_grace_period, idle_poll_seconds, prefetch, queues"
+        "shutdown_grace_period, idle_poll_seconds, prefetch, prefetch_window, queues"
     ]
     with pytest.raises(ConfigurationError, match="TASK_QUEUE_A__B__C"):
         load_settings(environ={"TASK_QUEUE_A__B__C": "1"})
@@ -272,6 +272,7 @@ RULE_CASES = [
     ("workers.idle_poll_seconds", {"workers": {"idle_poll_seconds": 0}}, "> 0"),
     ("workers.idle_poll_seconds", {"workers": {"idle_poll_seconds": 10}}, "below redis.command_timeout"),
     ("workers.prefetch", {"workers": {"prefetch": -1}}, ">= 0"),
+    ("workers.prefetch_window", {"workers": {"prefetch_window": -0.1}}, ">= 0 seconds"),
     ("workers.queues", {"workers": {"queues": ["high", "nope"]}}, "not configured (nope)"),
     ("tasks.max_retries", {"tasks": {"max_retries": -1}}, ">= 0"),
     ("tasks.timeout_seconds", {"tasks": {"timeout_seconds": 0}}, "> 0"),

@@ -264,7 +264,8 @@ def test_bad_entries_go_to_the_dead_letter_queue_and_the_worker_keeps_serving(
 def test_stop_lets_running_tasks_finish_and_returns_prefetched_ones_to_the_front(
     make_queue, redis_client
 ) -> None:
-    q = make_queue(workers={"prefetch": 3})
+    # A window long enough that, after one quick task, the thread leases 1 + 3 at a time.
+    q = make_queue(workers={"prefetch": 3, "prefetch_window": 60})
     started, release = threading.Event(), threading.Event()
 
     @q.task
@@ -277,11 +278,11 @@ def test_stop_lets_running_tasks_finish_and_returns_prefetched_ones_to_the_front
     def quick(label):
         return label
 
-    first = slow.delay("a")
-    rest = [quick.delay(x) for x in "bcd"]
-    extra = quick.delay("e")  # not fetched: 1 running + 3 prefetched
     q.start_workers(1)
-    assert started.wait(10)
+    assert quick.delay("warm-up").result(timeout=10) == "warm-up"  # the thread learns tasks are quick
+    # One atomic batch, so the idle thread's single fetch sees all five.
+    first, *rest, extra = q.enqueue_many([slow.s("a")] + [quick.s(x) for x in "bcde"])
+    assert started.wait(10)  # running a; b, c, d prefetched; e left in the queue
     stopper = threading.Thread(target=q.stop_workers)
     stopper.start()
     release.set()
@@ -294,6 +295,32 @@ def test_stop_lets_running_tasks_finish_and_returns_prefetched_ones_to_the_front
     for h in rest:
         record = h.record()
         assert (record.status, record.attempts) == ("PENDING", 0)
+
+
+def test_prefetched_tasks_do_not_wait_behind_a_slow_one(make_queue) -> None:
+    q = make_queue()  # default prefetch: up to 16 beyond the running task, 5 ms of work ahead
+    started, release = threading.Event(), threading.Event()
+
+    @q.task
+    def slow():
+        started.set()
+        release.wait(20)
+
+    @q.task
+    def quick(i):
+        return i
+
+    q.start_workers(1)
+    warm = q.enqueue_many([quick.s(i) for i in range(20)])
+    assert [h.result(timeout=10) for h in warm] == list(range(20))  # now it prefetches
+    first, *others = q.enqueue_many([slow.s()] + [quick.s(i) for i in range(5)])
+    assert started.wait(10)  # the only thread leased all six and runs the slow one
+    q.scale_workers(2)
+    # The five quick ones run on the new thread while the slow one still blocks.
+    assert [h.result(timeout=10) for h in others] == list(range(5))
+    assert q.pool.handed_back == 5
+    release.set()
+    first.result(timeout=10)
 
 
 # -- at-least-once, with real processes ---------------------------------------------------

@@ -223,7 +223,8 @@ def test_reading_takes_two_round_trips_whatever_the_sizes(
 
 
 def test_round_trips_per_task_unchanged(queue: TaskQueue, round_trips: Counter[str]) -> None:
-    """The counters ride in the ack and fetch scripts: still one round trip per task."""
+    """The counters ride in the ack and fetch scripts: no round trip of their own. Quick
+    tasks are leased and acknowledged in batches, so it is well under one per task."""
 
     @queue.task(name="m.rt")
     def rt(i: int) -> int:
@@ -236,7 +237,7 @@ def test_round_trips_per_task_unchanged(queue: TaskQueue, round_trips: Counter[s
     handles[-1].result(timeout=30)
     wait_until(lambda: queue.get_metrics().queue("default").processed_tasks == n)
     worker = sum(v for k, v in round_trips.items() if k.startswith("taskqueue-worker-"))
-    assert n <= worker <= n + 10  # one ack+fetch pipeline per task, plus idle waits
+    assert 0 < worker <= n // 2  # batched ack+fetch pipelines, plus idle waits
 
 
 def test_json_and_repr(queue: TaskQueue) -> None:

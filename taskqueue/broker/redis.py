@@ -474,22 +474,28 @@ class RedisBroker:
 
     def ack_and_fetch(
         self,
-        delivery: Delivery,
-        result: bytes,
-        runtime_ms: int,
+        acks: Sequence[tuple[Delivery, bytes, int]],
         worker_id: str,
         queues: Sequence[str],
         count: int,
-    ) -> tuple[bool, FetchResult | None]:
-        """Store a result and lease the next tasks in one round trip (count 0: ack only)."""
+    ) -> FetchResult | None:
+        """Store results (delivery, result, runtime ms) and lease up to ``count`` tasks,
+        in one round trip. A result whose lease was lost meanwhile is not stored."""
 
         def build(pipe: Any) -> None:
-            self._ack_call(pipe, delivery, result, runtime_ms)
+            for delivery, result, runtime_ms in acks:
+                self._ack_call(pipe, delivery, result, runtime_ms)
             if count > 0:
                 self._fetch_call(pipe, worker_id, queues, count)
 
+        if not acks and count <= 0:
+            return None
         replies = self._pipeline(build)
-        return bool(replies[0]), (self._parse_fetch(replies[1]) if count > 0 else None)
+        return self._parse_fetch(replies[-1]) if count > 0 else None
+
+    def ack(self, delivery: Delivery, result: bytes, runtime_ms: int = 0) -> bool:
+        """Store one result; False when the lease was lost (nothing written)."""
+        return bool(self._pipeline(lambda pipe: self._ack_call(pipe, delivery, result, runtime_ms))[0])
 
     def fail(
         self,
