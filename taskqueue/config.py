@@ -89,6 +89,14 @@ class FlaskSettings:
     enable_metrics: bool = True
     enable_health_check: bool = True
     auth_token: str = ""
+    #: More accepted bearer tokens (several clients, or rotation: add the new one, then drop the old).
+    auth_tokens: tuple[str, ...] = ()
+    #: Answer GET <prefix>/health without a token (its status only; details need a token).
+    public_health: bool = False
+    #: Task names that may be enqueued over HTTP; empty: every registered task.
+    allowed_tasks: tuple[str, ...] = ()
+    #: Largest accepted request body; larger ones get 413 before they are parsed.
+    max_body_bytes: int = 1_048_576
 
 
 @dataclass(frozen=True)
