@@ -1,5 +1,6 @@
 """taskqueue: a Redis-backed task queue with a synchronous API and thread workers."""
 
+from taskqueue.builder import TaskQueueBuilder
 from taskqueue.config import Settings, load_settings
 from taskqueue.context import TaskContext, current_task
 from taskqueue.errors import (
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     # the queue and its tasks
     "TaskQueue",
+    "TaskQueueBuilder",
     "Task",
     "TaskFunction",
     "Signature",

@@ -82,8 +82,10 @@ class EmbeddedServer:
 
     def answering(self) -> bool:
         try:
+            # retry=None: redis-py's default retries (with backoff) would make each probe
+            # take seconds while the server is still starting.
             client = redis.Redis(
-                unix_socket_path=self.socket_path, socket_timeout=1, socket_connect_timeout=1
+                unix_socket_path=self.socket_path, socket_timeout=1, socket_connect_timeout=1, retry=None
             )
             try:
                 return bool(client.ping())

@@ -86,10 +86,15 @@ class PayloadTooLarge(SerializationError):
 
 
 class ConfigurationError(TaskQueueError):
-    """One or more settings are invalid; ``problems`` lists each of them."""
+    """One or more settings are invalid; ``problems`` lists each of them.
 
-    def __init__(self, problems: list[str] | str) -> None:
+    ``details`` holds the same problems as ``taskqueue.config.Problem`` objects
+    (key, value, source, rule) when they come from loading settings.
+    """
+
+    def __init__(self, problems: list[str] | str, *, details: list[Any] | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.details = list(details or [])
         if len(self.problems) == 1:
             super().__init__(self.problems[0])
         else:

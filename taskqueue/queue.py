@@ -69,7 +69,11 @@ class TaskQueue:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a string such as 'redis://localhost:6379/0', got {url!r}")
         self.settings = settings or load_settings()
-        self.registry = registry if registry is not None else default_registry
+        # auto_register off: the queue knows only the tasks registered on it (q.task, q.register),
+        # not every Task subclass the process happens to define.
+        if registry is None:
+            registry = default_registry if self.settings.auto_register else TaskRegistry()
+        self.registry = registry  # not `registry or ...`: an empty TaskRegistry is falsy (len 0)
         url = url or self.settings.redis.url
         self._server = None
         if not url:
@@ -85,9 +89,22 @@ class TaskQueue:
         self._extensions: dict[str, Any] = {}
 
     @classmethod
-    def from_settings(cls, path: str | None = None, env: str | None = None, **overrides: Any) -> TaskQueue:
-        """Build from the dynaconf layers (files, TASK_QUEUE_ENV section, variables)."""
-        return cls(settings=load_settings(path, env, **overrides))
+    def from_settings(
+        cls,
+        path: str | None = None,
+        env: str | None = None,
+        *,
+        registry: TaskRegistry | None = None,
+        data_dir: str | None = None,
+        **overrides: Any,
+    ) -> TaskQueue:
+        """Build from the dynaconf layers (files, TASK_QUEUE_ENV section, variables).
+
+        ``overrides`` are sections laid over every layer: ``from_settings(workers={"initial_count": 2})``.
+        Raises one ConfigurationError listing every invalid setting. ``TaskQueueBuilder``
+        ends in the same validated settings.
+        """
+        return cls(settings=load_settings(path, env, **overrides), registry=registry, data_dir=data_dir)
 
     def __repr__(self) -> str:
         workers = self._pool.count() if self._pool else 0

@@ -179,6 +179,10 @@ class WorkerPool:
             thread.start()
             self._helpers.append(thread)
         self.resize(count)
+        try:
+            self._heartbeat_once()  # again, so the registry shows the threads now, not a heartbeat later
+        except REDIS_ERRORS:
+            pass  # the heartbeat thread retries
 
     def count(self) -> int:
         with self._lock:

@@ -34,8 +34,9 @@ from werkzeug.serving import make_server
 from taskqueue import ConfigurationError, TaskFailed, TaskQueue
 from taskqueue.integrations import flask as tq_flask
 from taskqueue.integrations.flask import HttpApi, TaskQueueExtension, worker_start_mode
-from tests.cdp import Browser, find_chromium
-from tests.conftest import make_settings, wait_until
+
+from .cdp import Browser, find_chromium
+from .conftest import make_settings, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "flask_app" / "app.py"

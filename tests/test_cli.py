@@ -1,0 +1,422 @@
+"""The ``taskqueue`` command line, end to end against the test server.
+
+Most commands run in-process through click's runner; ``taskqueue worker`` runs
+as a real subprocess that receives real signals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from taskqueue import Signature, TaskFailed, TaskQueue, current_task
+from taskqueue.cli import cli
+
+from .conftest import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+APP = """
+import time
+from taskqueue import TaskQueue, TaskRegistry, current_task
+
+q = TaskQueue.from_settings(registry=TaskRegistry())
+
+
+@q.task(name="add")
+def add(x, y):
+    return x + y
+
+
+@q.task(name="slow")
+def slow(i, seconds=0.2):
+    time.sleep(seconds)
+    return i
+
+
+@q.task(name="sticky")
+def sticky():
+    if current_task().attempt == 1:
+        time.sleep(60)  # blocks: only a lease expiry can hand this task to another worker
+    return "second attempt"
+
+
+@q.task(name="boom", max_retries=0)
+def boom():
+    raise ValueError("boom")
+"""
+
+#: Fast heartbeats (leases of 0.6 s) for the worker processes, as in conftest.FAST.
+FAST_ENV = {
+    "TASK_QUEUE_WORKERS__HEARTBEAT_INTERVAL": "0.2",
+    "TASK_QUEUE_WORKERS__IDLE_POLL_SECONDS": "0.5",
+    "TASK_QUEUE_WORKERS__SHUTDOWN_GRACE_PERIOD": "10",
+}
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[str]:
+    """A module defining tasks, importable from the working directory; yields its --app spec."""
+    name = f"tqapp_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(APP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TASK_QUEUE_REDIS__URL", redis_url)
+    for key, value in FAST_ENV.items():
+        monkeypatch.setenv(key, value)
+    yield f"{name}:q"
+    loaded = sys.modules.pop(name, None)
+    if loaded is not None:
+        loaded.q.close()
+
+
+@pytest.fixture
+def producer(queue: TaskQueue) -> TaskQueue:
+    """The test's own queue, with the app's task names (and bodies) registered."""
+    queue.task(name="add")(lambda x, y: x + y)
+    queue.task(name="slow")(lambda i, seconds=0.2: i)
+    queue.task(name="boom", max_retries=0)(_boom)
+    queue.task(name="sticky")(lambda: "second attempt" if current_task().attempt > 1 else "first")
+    return queue
+
+
+def _boom() -> None:
+    raise ValueError("boom")
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def error_line(result: Result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+# -- status ------------------------------------------------------------------------------
+def test_status_shows_queues_workers_and_dead_letters(producer: TaskQueue, redis_url: str) -> None:
+    handle = producer.enqueue(_sig("boom"))
+    producer.start_workers(2)
+    with pytest.raises(TaskFailed):
+        handle.result(timeout=10)
+    producer.pause("low")
+    producer.enqueue(_sig("add", 1, 2), queue="low")
+    producer.enqueue(_sig("add", 3, 4), queue="low")
+    result = run("status", "--url", redis_url, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    queues = {q["name"]: q for q in data["queues"]}
+    assert [q["name"] for q in data["queues"]] == ["high", "default", "low"]
+    assert (queues["low"]["pending"], queues["low"]["paused"]) == (2, True)
+    assert (queues["default"]["dead"], queues["default"]["failed"]) == (1, 1)
+    assert [w["threads"] for w in data["workers"]] == [2]
+    assert data["totals"] == {"pending": 2, "dead": 1, "workers": 1, "threads": 2}
+
+    table = run("status", "--url", redis_url)
+    assert table.exit_code == 0
+    lines = table.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any(line.startswith("low") and line.endswith("paused") for line in lines)
+    assert "WORKERS: 1 process(es), 2 thread(s)" in lines
+    assert "DEAD LETTERS: 1  (taskqueue dead list)" in lines
+
+
+def _sig(name: str, *args: Any) -> Signature:
+    return Signature(name, args)
+
+
+@dataclasses.dataclass
+class _Periodic:
+    name: str
+    queue: str
+    schedule: str
+    next_run: datetime | None
+
+
+def test_status_lists_periodic_tasks(
+    queue: TaskQueue, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    due = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    entries = [_Periodic("reports.nightly-digest-for-every-team", "low", "cron '0 3 * * *' UTC", due)]
+    monkeypatch.setattr(TaskQueue, "periodic_tasks", lambda self: entries, raising=False)
+    data = json.loads(run("status", "--url", redis_url, "--json").output)
+    assert data["periodic"] == [{**dataclasses.asdict(entries[0]), "next_run": str(due)}]
+    lines = run("status", "--url", redis_url).output.splitlines()
+    row = lines[lines.index("PERIODIC: 1") + 2]
+    local = due.astimezone().strftime("%m-%d %H:%M:%S")
+    assert row == f"reports.nightly-digest-for-ev~  low       cron '0 3 * * *' UTC    {local}"
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_unreachable_redis_is_one_line_with_the_password_masked() -> None:
+    result = run("status", "--url", "redis://app:s3cret@127.0.0.1:1/0")
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert line.startswith("Error: cannot reach Redis at redis://app:***@127.0.0.1:1/0")
+    assert "s3cret" not in result.output
+
+
+def test_configuration_errors_exit_2_listing_every_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "settings.toml").write_text("[workers]\ninitial_count = 0\n")
+    monkeypatch.setenv("TASK_QUEUE_REDIS__POOL_SIZE", "lots")
+    result = run("status")
+    assert result.exit_code == 2
+    assert "Error: configuration: 2 configuration problems:" in result.stderr
+    assert "workers.initial_count = 0 (from settings.toml): must be >= 1" in result.stderr
+    assert "(from variable TASK_QUEUE_REDIS__POOL_SIZE): expected a whole number" in result.stderr
+
+
+# -- enqueue ------------------------------------------------------------------------------
+def test_enqueue_sends_by_name_and_waits_for_the_result(app: str, producer: TaskQueue) -> None:
+    producer.start_workers(1)
+    result = run("enqueue", "add", "--app", app, "--args", "[2, 3]", "--wait", "10", "--json")
+    assert result.exit_code == 0, result.output
+    sent = json.loads(result.output)
+    assert (sent["result"], sent["queue"], sent["status"]) == (5, "default", "SUCCEEDED")
+
+    result = run(
+        "enqueue", "add", "--app", app, "--kwargs", '{"x": 1, "y": 1}', "--queue", "low", "--delay", "60"
+    )
+    assert result.exit_code == 0
+    task_id = result.output.strip()
+    assert producer.get(task_id).status == "SCHEDULED"
+    assert producer.get(task_id).record().queue == "low"
+
+    failed = run("enqueue", "boom", "--app", app, "--wait", "10")
+    assert failed.exit_code == 1
+    assert error_line(failed).endswith("dead: ValueError: boom")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["add", "--args", "[1,"], "Error: --args: not valid JSON"),
+        (["add", "--args", '{"x": 1}'], "Error: --args: must be a JSON array"),
+        (["add", "--kwargs", "[1]"], "Error: --kwargs: must be a JSON object"),
+        (["nope"], "Error: no task named 'nope' is registered by"),
+        (["add", "--args", "[1]"], "Error: arguments do not fit add(x, y): missing a required argument: 'y'"),
+        (["add", "--args", "[1, 2]", "--queue", "nope"], "Error: --queue: unknown queue 'nope'"),
+    ],
+)
+def test_enqueue_usage_errors_are_one_line_with_exit_2(
+    app: str, producer: TaskQueue, args: list[str], message: str
+) -> None:
+    result = run("enqueue", *args, "--app", app)
+    assert result.exit_code == 2
+    assert error_line(result).startswith(message)
+    assert producer.pending() == {"high": 0, "default": 0, "low": 0}
+
+
+def test_enqueue_needs_app() -> None:
+    result = run("enqueue", "add")
+    assert result.exit_code == 2
+    assert "Missing option '--app'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "spec", "message"),
+    [
+        (None, "no_such_module:q", "cannot import 'no_such_module': no module named 'no_such_module'"),
+        ("x = 1\n", "{mod}:q", "module '{mod}' has no attribute 'q'"),
+        ("q = 42\n", "{mod}:q", "'{mod}:q' is a int, not a TaskQueue"),
+        ("import missing_dependency\n", "{mod}:q", "importing '{mod}' failed: No module named"),
+        ("raise RuntimeError('bad app')\n", "{mod}:q", "RuntimeError: bad app ("),
+        ("q = 1\n", "{mod}:", "is not module:attribute"),
+        ("x = 1\n", "{mod}", "holds 0 TaskQueue objects"),
+        (
+            "def make():\n    raise OSError('no disk')\n",
+            "{mod}:make",
+            "calling '{mod}:make' failed: OSError: no disk",
+        ),
+    ],
+)
+def test_bad_app_is_one_line_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str | None, spec: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = f"badapp_{uuid.uuid4().hex[:8]}"
+    if module is not None:
+        (tmp_path / f"{name}.py").write_text(module)
+    result = run("status", "--app", spec.format(mod=name))
+    sys.modules.pop(name, None)
+    assert result.exit_code == 2
+    line = error_line(result)
+    assert line.startswith("Error: --app: ")
+    assert message.format(mod=name) in line
+
+
+def test_app_module_without_attribute_finds_its_only_queue(app: str, producer: TaskQueue) -> None:
+    result = run("enqueue", "add", "--app", app.split(":")[0], "--args", "[1, 1]")
+    assert result.exit_code == 0, result.output
+
+
+# -- dead letters and purge ---------------------------------------------------------------
+def test_dead_list_requeue_and_purge(producer: TaskQueue, redis_url: str) -> None:
+    handles = [producer.enqueue(_sig("boom"), queue=q) for q in ("high", "default", "default")]
+    with producer.running(workers=2):
+        for h in handles:
+            with pytest.raises(TaskFailed):
+                h.result(timeout=10)
+    listed = run("dead", "list", "--url", redis_url, "--json")
+    assert sorted(d["id"] for d in json.loads(listed.output)) == sorted(h.id for h in handles)
+    table = run("dead", "list", "--url", redis_url)
+    assert all(len(line) <= 80 for line in table.output.splitlines())
+    assert all(h.id in table.output for h in handles)
+    assert table.output.count("ValueError: boom") == 3
+    one = run("dead", "list", "--url", redis_url, "--id", handles[0].id)
+    assert "ValueError: boom" in one.output and "reason: retries exhausted" in one.output
+
+    assert run("dead", "requeue", "--url", redis_url, "--id", handles[0].id).output == "requeued 1 task(s)\n"
+    assert producer.get(handles[0].id).status == "PENDING"
+    assert run("dead", "requeue", "--url", redis_url, "--queue", "high").output == "requeued 0 task(s)\n"
+    missing = run("dead", "requeue", "--url", redis_url, "--id", "no-such-task")
+    assert (missing.exit_code, error_line(missing)) == (
+        1,
+        "Error: task no-such-task is not in the dead-letter queue",
+    )
+
+    refused = run("dead", "purge", "--url", redis_url)
+    assert refused.exit_code == 2 and "add --yes" in error_line(refused)
+    assert (
+        run("dead", "purge", "--url", redis_url, "--queue", "default", "--yes").output
+        == "purged 2 dead task(s)\n"
+    )
+    assert producer.dead_letters() == []
+
+
+def test_purge_queue(producer: TaskQueue, redis_url: str) -> None:
+    for i in range(3):
+        producer.enqueue(_sig("add", i, i), queue="low")
+    assert run("purge", "low", "--url", redis_url).exit_code == 2
+    result = run("purge", "low", "--url", redis_url, "--yes", "--json")
+    assert json.loads(result.output) == {"purged": 3}
+    assert producer.pending("low") == {"low": 0}
+    unknown = run("purge", "nope", "--url", redis_url, "--yes")
+    assert unknown.exit_code == 2 and "unknown queue 'nope'" in error_line(unknown)
+
+
+# -- help and demo ---------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["worker", "status", "enqueue", "dead", "purge", "demo"])
+def test_every_command_explains_its_options(command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    options = [line for line in result.output.splitlines() if line.strip().startswith("-")]
+    assert options and all(len(line.split("  ", 1)) == 2 or "--help" in line for line in options)
+
+
+def test_demo_runs_a_short_visible_demonstration() -> None:
+    result = run("demo", "--tasks", "3", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    for expected in (
+        "'handled first'",
+        "'succeeded on attempt 3'",
+        "DEAD: ValueError",
+        "'reminder: stand up'",
+    ):
+        assert expected in result.output
+    first_outcome = result.output.split("in the order they finished\n", 1)[1].splitlines()[0]
+    assert "urgent" in first_outcome  # the high-priority task sent last ran first
+
+
+# -- the worker process -------------------------------------------------------------------------
+def start_worker(app: str, cwd: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run `python -m taskqueue worker` and wait for its banner; returns (process, banner)."""
+    env = {**os.environ, **FAST_ENV, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskqueue", "worker", "--app", app, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        banner.append(line)
+        if line.startswith("Stop with"):
+            return proc, "".join(banner)
+    proc.wait(10)
+    raise AssertionError(f"the worker exited with {proc.returncode} before its banner:\n{''.join(banner)}")
+
+
+def statuses(q: TaskQueue, ids: list[str]) -> dict[str, str]:
+    return {r.id: r.status for r in q.broker.get_tasks(ids) if r is not None}
+
+
+def test_worker_stops_gracefully_on_sigterm_and_nothing_is_lost(
+    app: str, producer: TaskQueue, tmp_path: Path, redis_url: str
+) -> None:
+    handles = producer.enqueue_many([_sig("slow", i) for i in range(24)])
+    ids = [h.id for h in handles]
+    proc, banner = start_worker(app, tmp_path, "--url", redis_url, "--workers", "3")
+    assert "threads    3" in banner and "queues     high (10), default (5), low (1)" in banner
+    assert "tasks      4: add, boom, slow, sticky" in banner
+
+    wait_until(lambda: list(statuses(producer, ids).values()).count("SUCCEEDED") >= 3)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "SIGTERM received: finishing running tasks" in out
+    assert "worker stopped: every running task finished" in out
+    after_stop = statuses(producer, ids)
+    assert set(after_stop.values()) <= {"SUCCEEDED", "PENDING"}, after_stop  # none left half-done
+    assert "PENDING" in after_stop.values()  # it really stopped mid-run
+    assert producer.broker.live_workers() == {}  # unregistered on the way out
+
+    proc, _ = start_worker(app, tmp_path, "--url", redis_url, "--workers", "3")
+    try:
+        assert [h.result(timeout=30) for h in handles] == list(range(24))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert {r.attempts for r in producer.broker.get_tasks(ids) if r} == {1}  # none ran twice
+
+
+def test_second_sigint_stops_at_once_and_the_lease_hands_the_task_on(
+    app: str, producer: TaskQueue, tmp_path: Path, redis_url: str
+) -> None:
+    handle = producer.enqueue(_sig("sticky"))
+    proc, _ = start_worker(app, tmp_path, "--url", redis_url, "--workers", "1")
+    wait_until(lambda: handle.status == "RUNNING")
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the graceful stop has begun: it waits for the running task
+        if "SIGINT received" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 1
+    assert "second SIGINT: stopping at once" in out
+    producer.start_workers(1)  # another worker picks the task up once its lease expires
+    assert handle.result(timeout=20) == "second attempt"
+    assert handle.record().attempts == 2
+
+
+def test_worker_refuses_bad_options(app: str) -> None:
+    for args, message in [
+        (["--autoscale", "5:2"], "--autoscale: '5:2': need 1 <= MIN <= MAX"),
+        (["--queues", "high,nope"], "--queues: unknown queue(s) nope"),
+        (["--workers", "30", "--autoscale", "1:4"], "--workers 30 is outside --autoscale 1:4"),
+    ]:
+        result = run("worker", "--app", app, *args)
+        assert result.exit_code == 2, result.output
+        assert message in result.stderr
