@@ -8,7 +8,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from taskqueue.broker import EnqueueRequest, RedisBroker, create_client, mask_url
 from taskqueue.config import Settings, load_settings
@@ -20,6 +20,11 @@ from taskqueue.retry import WaitStrategy
 from taskqueue.serialization import Envelope, Signer, encode
 from taskqueue.task import Signature, Task, TaskFunction, definition_of, function_definition
 from taskqueue.worker import WorkerPool
+
+if TYPE_CHECKING:
+    from taskqueue.autoscaler import Autoscaler, ScalingDecision
+    from taskqueue.health import HealthStatus
+    from taskqueue.metrics import TaskQueueMetrics
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -316,6 +321,73 @@ class TaskQueue:
             yield self
         finally:
             self.stop_workers()
+
+    # -- autoscaler, metrics, health ----------------------------------------------------
+    def start_autoscaler(
+        self,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        *,
+        queues: Sequence[str] | None = None,
+        on_decision: Callable[[ScalingDecision], None] | None = None,
+        **settings: Any,
+    ) -> Autoscaler:
+        """Scale this process's worker threads with the load (see ``taskqueue.autoscaler``).
+
+        Values not given come from ``settings.autoscaler`` (scale_up_threshold,
+        scale_down_threshold, scale_up_count, scale_down_count, cooldown_seconds,
+        consecutive_signals, tick_interval). Starts ``min_workers`` threads if no
+        workers run yet; replaces an autoscaler already running. ``on_decision`` is
+        called with each ``ScalingDecision`` (from, to, why).
+        """
+        from taskqueue.autoscaler import Autoscaler, autoscaler_settings
+
+        config = autoscaler_settings(
+            self.settings.autoscaler, min_workers=min_workers, max_workers=max_workers, **settings
+        )
+        self.stop_autoscaler()
+        if self._pool is None:
+            self.start_workers(config.min_workers, queues=queues)
+        scaler = Autoscaler(self, config, on_decision=on_decision)
+        self._extensions["autoscaler"] = scaler
+        return scaler.start()
+
+    def stop_autoscaler(self) -> None:
+        """Stop adjusting the pool; the worker threads stay as they are."""
+        scaler = self._extensions.pop("autoscaler", None)
+        if scaler is not None:
+            scaler.stop()
+
+    @property
+    def autoscaler(self) -> Autoscaler | None:
+        return self._extensions.get("autoscaler")
+
+    def get_metrics(self) -> TaskQueueMetrics:
+        """Counters, latency percentiles and workers of the whole namespace, from Redis
+        (every worker process on the server), in two round trips."""
+        from taskqueue.metrics import collect
+
+        return collect(self)
+
+    def health_check(
+        self,
+        *,
+        expected_workers: int | None = None,
+        max_pending_age: float = 300.0,
+        max_latency: float = 0.25,
+    ) -> HealthStatus:
+        """Check Redis, workers, scheduler, autoscaler and queues; never raises for a
+        Redis outage (that is reported as an unhealthy ``redis`` component).
+
+        ``expected_workers``: live worker threads below it make ``workers`` degraded.
+        ``max_pending_age``: seconds the oldest pending task may wait before ``queues``
+        is degraded. ``max_latency``: seconds a PING may take before ``redis`` is.
+        """
+        from taskqueue.health import check
+
+        return check(
+            self, expected_workers=expected_workers, max_pending_age=max_pending_age, max_latency=max_latency
+        )
 
     # -- dead letters and administration ----------------------------------------------
     def _queues_or(self, queue: str | None) -> list[str]:

@@ -162,6 +162,9 @@ class WorkerPool:
         self._helpers: list[threading.Thread] = []
         self._started_at = time.time()
         self._running = False
+        #: Extra fields published in the worker registry with each heartbeat
+        #: (the autoscaler adds its state here, so metrics can show it for every process).
+        self.info: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.id} threads={self.count()} queues={','.join(self.queues)}>"
@@ -204,6 +207,13 @@ class WorkerPool:
                 slot.retiring = True
         if count < len(active):
             self._wake_idle(len(active) - count)
+        if self._running and count != len(active):
+            # Publish the new thread count now rather than at the next heartbeat,
+            # so metrics and other processes' autoscalers see it at once.
+            try:
+                self._heartbeat_once()
+            except REDIS_ERRORS:
+                pass  # the heartbeat thread publishes it when Redis answers again
 
     def _spawn_locked(self) -> None:
         slot = _Slot()
@@ -459,6 +469,7 @@ class WorkerPool:
         if action == "retry":
             entry["retry_in_s"] = round(delay, 3)
         error = dumps(info, what="error")
+        runtime_ms = int((time.monotonic() - running.started) * 1000) if running.started else -1
         backoff = _Backoff()
         for _ in range(20):
             try:
@@ -469,6 +480,7 @@ class WorkerPool:
                     error=error,
                     delay_ms=int(delay * 1000),
                     reason=reason,
+                    runtime_ms=runtime_ms,
                 )
                 self._outage.recovered()
                 break
@@ -517,6 +529,8 @@ class WorkerPool:
             "threads": self.count(),
             "busy": self.busy(),
             "started_at": self._started_at,
+            "slots": self._slot_info(),
+            **self.info,
         }
         cancelled, lost = self.broker.heartbeat(
             self.id, info, held, registry_ttl=2 * self.settings.workers.heartbeat_interval
@@ -530,6 +544,24 @@ class WorkerPool:
                         "task %s lost its lease (Redis was unreachable too long); another worker may run it",
                         task_id,
                     )
+
+    def _slot_info(self) -> list[dict[str, Any]]:
+        """Per thread: its name and the task it runs, for the registry (metrics, monitor)."""
+        now = time.monotonic()
+        out = []
+        with self._lock:
+            slots = [s for s in self._slots if not s.abandoned]
+        for slot in slots:
+            running = slot.current
+            entry: dict[str, Any] = {"thread": slot.thread.name if slot.thread else "", "task": None}
+            if running is not None:
+                entry["task"] = running.definition.name if running.definition else None
+                entry["task_id"] = running.delivery.id
+                entry["running_s"] = round(now - running.started, 3)
+            if slot.retiring:
+                entry["retiring"] = True
+            out.append(entry)
+        return out
 
     def _heartbeat_loop(self) -> None:
         """Heartbeat every interval; in between, block on this process's control list

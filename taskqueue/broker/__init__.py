@@ -11,6 +11,7 @@ from taskqueue.broker.redis import (
     Delivery,
     EnqueueRequest,
     FetchResult,
+    MetricsReading,
     RedisBroker,
     TaskRecord,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "EnqueueRequest",
     "FetchResult",
     "Keys",
+    "MetricsReading",
     "RedisBroker",
     "TaskRecord",
     "create_client",

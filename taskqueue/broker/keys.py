@@ -85,6 +85,25 @@ class Keys:
     def stats(self, name: str) -> str:
         return self.stats_prefix + name
 
+    @property
+    def metrics_prefix(self) -> str:
+        """HASH per queue, written by the ack/fail/fetch scripts in the same call as the
+        state change, so metrics cost no extra round trip. Bounded: its size depends on
+        the number of task names, never on the number of tasks. Fields:
+
+        - ``<counter>|<task name>``: processed, failed, retried, dead;
+        - ``exec.<bucket>|<task name>``, ``exec.sum|<task name>``: execution time of
+          every attempt (ms), a fixed-bucket histogram (bounds in ``broker/scripts.py``);
+        - ``wait.<bucket>|<task name>``, ``wait.sum|<task name>``: queue wait (ms),
+          from enqueue (or the due time of a delay or retry) to the start of the attempt;
+        - ``tp.<s>`` / ``tpt.<s>``: a ring of 60 one-second slots (count, epoch second)
+          of tasks that finished (succeeded, or failed for good).
+        """
+        return self.base + "metrics:"
+
+    def metrics(self, name: str) -> str:
+        return self.metrics_prefix + name
+
     # Shared ---------------------------------------------------------------
     @property
     def leases(self) -> str:
@@ -131,6 +150,12 @@ class Keys:
 
     def control(self, worker_id: str) -> str:
         return self.control_prefix + worker_id
+
+    @property
+    def autoscaler(self) -> str:
+        """HASH of autoscaler decision counters (scale_up, scale_down) and the last
+        decision (JSON), summed over every process that runs an autoscaler."""
+        return self.base + "autoscaler"
 
     @property
     def periodic(self) -> str:

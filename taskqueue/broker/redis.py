@@ -93,6 +93,28 @@ class TaskRecord:
         return self.status in FINAL_STATES
 
 
+@dataclass(slots=True)
+class MetricsReading:
+    """What ``RedisBroker.read_metrics`` fetched, decoded but not interpreted
+    (``taskqueue.metrics`` turns it into figures)."""
+
+    now_ms: int
+    queues: list[str]
+    pending: dict[str, int]
+    dead_letters: dict[str, int]
+    #: Per queue: the queue-level counters of the stats hash.
+    stats: dict[str, dict[str, int]]
+    #: Per queue: the fields of its metrics hash (see ``Keys.metrics_prefix``).
+    metrics: dict[str, dict[str, int]]
+    #: Per queue: (enqueued_ms, due_ms) of the task at the head of the queue, if any.
+    oldest: dict[str, tuple[int | None, int | None]]
+    running: int
+    scheduled: int
+    paused: set[str]
+    workers: dict[str, dict[str, Any]]
+    autoscaler: dict[str, str]
+
+
 def _text(value: bytes | None) -> str:
     return value.decode("utf-8", "replace") if value is not None else ""
 
@@ -102,6 +124,26 @@ def _int(value: bytes | None) -> int | None:
         return int(value) if value not in (None, b"") else None
     except ValueError:
         return None
+
+
+def _counters(h: dict[bytes, bytes]) -> dict[str, int]:
+    out = {}
+    for key, value in h.items():
+        number = _int(value)
+        if number is not None:
+            out[_text(key)] = number
+    return out
+
+
+def _worker_info(h: dict[bytes, bytes]) -> dict[str, Any]:
+    try:
+        info = json.loads(h.get(b"info", b"{}"))
+    except ValueError:
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
+    info["heartbeat_ms"] = _int(h.get(b"heartbeat_ms"))
+    return info
 
 
 class RedisBroker:
@@ -333,6 +375,7 @@ class RedisBroker:
                 k.leases,
                 k.scheduled,
                 k.paused,
+                k.metrics_prefix,
             ],
             [
                 worker_id,
@@ -378,6 +421,7 @@ class RedisBroker:
                 k.done(delivery.id),
                 k.stats(delivery.queue),
                 k.history(delivery.id),
+                k.metrics(delivery.queue),
             ],
             [
                 delivery.id,
@@ -416,8 +460,13 @@ class RedisBroker:
         error: bytes,
         delay_ms: int = 0,
         reason: str = "",
+        runtime_ms: int = -1,
     ) -> tuple[bool, int]:
-        """Record a failed attempt: action is 'retry', 'dead' or 'failed'."""
+        """Record a failed attempt: action is 'retry', 'dead' or 'failed'.
+
+        ``runtime_ms`` (how long the attempt ran; -1 when unknown) goes into the
+        execution-time histogram, so slow failures show in the metrics too.
+        """
         k = self.keys
         dead_max, dead_ttl = self._dead
         reply = self._run(
@@ -434,6 +483,7 @@ class RedisBroker:
                 k.task_prefix,
                 k.history_prefix,
                 k.done_prefix,
+                k.metrics(delivery.queue),
             ],
             [
                 delivery.id,
@@ -446,6 +496,7 @@ class RedisBroker:
                 int(self.settings.tasks.result_ttl * 1000),
                 dead_max,
                 dead_ttl,
+                int(runtime_ms),
             ],
         )
         return bool(reply[0]), int(reply[1])
@@ -620,17 +671,82 @@ class RedisBroker:
             pipe = self.client.pipeline(transaction=False)
             for worker_id in ids:
                 pipe.hgetall(self.keys.worker(_text(worker_id)))
-            out = {}
-            for worker_id, h in zip(ids, pipe.execute(), strict=True):
-                try:
-                    info = json.loads(h.get(b"info", b"{}"))
-                except ValueError:
-                    info = {}
-                info["heartbeat_ms"] = _int(h.get(b"heartbeat_ms"))
-                out[_text(worker_id)] = info
-            return out
+            return {
+                _text(worker_id): _worker_info(h) for worker_id, h in zip(ids, pipe.execute(), strict=True)
+            }
 
         return self.producer_call("listing workers", read)
+
+    def read_metrics(self, queues: Sequence[str]) -> MetricsReading:
+        """Everything the metrics need, in two pipelined round trips whatever the
+        queue sizes: counters, histograms, lengths, the head of each queue, workers."""
+        k = self.keys
+
+        def read() -> MetricsReading:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.time()
+            pipe.zrange(k.workers, 0, -1, withscores=True)
+            pipe.zcard(k.leases)
+            pipe.zcard(k.scheduled)
+            pipe.smembers(k.paused)
+            pipe.hgetall(k.autoscaler)
+            for q in queues:
+                pipe.llen(k.queue(q))
+                pipe.zcard(k.dead(q))
+                pipe.hgetall(k.stats(q))
+                pipe.hgetall(k.metrics(q))
+                pipe.lindex(k.queue(q), 0)
+            replies = pipe.execute()
+            t, members, running, scheduled, paused, autoscaler = replies[:6]
+            now_ms = int(t[0]) * 1000 + int(t[1]) // 1000
+            per_queue = [replies[6 + 5 * i : 11 + 5 * i] for i in range(len(queues))]
+            live = [_text(m) for m, deadline in members if deadline >= now_ms]
+            heads = {q: _text(r[4]) for q, r in zip(queues, per_queue, strict=True) if r[4]}
+
+            pipe = self.client.pipeline(transaction=False)
+            for worker_id in live:
+                pipe.hgetall(k.worker(worker_id))
+            for task_id in heads.values():
+                pipe.hmget(k.task(task_id), "enqueued_ms", "due_ms")
+            second = pipe.execute() if live or heads else []
+            workers = {w: _worker_info(h) for w, h in zip(live, second, strict=False) if h}
+            oldest = {
+                q: (_int(f[0]), _int(f[1]))
+                for q, f in zip(heads, second[len(live) :], strict=True)
+                if f[0] is not None
+            }
+            return MetricsReading(
+                now_ms=now_ms,
+                queues=list(queues),
+                pending={q: int(r[0]) for q, r in zip(queues, per_queue, strict=True)},
+                dead_letters={q: int(r[1]) for q, r in zip(queues, per_queue, strict=True)},
+                stats={q: _counters(r[2]) for q, r in zip(queues, per_queue, strict=True)},
+                metrics={q: _counters(r[3]) for q, r in zip(queues, per_queue, strict=True)},
+                oldest=oldest,
+                running=int(running),
+                scheduled=int(scheduled),
+                paused={_text(p) for p in paused},
+                workers=workers,
+                autoscaler={_text(a): _text(b) for a, b in autoscaler.items()},
+            )
+
+        return self.producer_call("reading metrics", read)
+
+    def record_scaling(self, direction: str, decision: dict[str, Any]) -> None:
+        """Count one autoscaler decision ('up' or 'down') for every process to see."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hincrby(self.keys.autoscaler, f"scale_{direction}", 1)
+        pipe.hset(self.keys.autoscaler, "last_decision", json.dumps(decision))
+        pipe.execute()
+
+    def server_info(self) -> dict[str, Any]:
+        """INFO server and memory, for the health check (raises ResponseError on
+        servers without INFO, such as the in-process memory:// server)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.info("server")
+        pipe.info("memory")
+        server, memory = pipe.execute()
+        return {**server, **memory}
 
     def pause(self, queue: str, paused: bool = True) -> None:
         op = self.client.sadd if paused else self.client.srem

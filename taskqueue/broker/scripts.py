@@ -14,6 +14,24 @@ from typing import Any
 
 import redis
 
+
+def _histogram_bounds() -> tuple[int, ...]:
+    # 1..8 ms, then the Renard R10 series (ten steps a decade, each 25% above the
+    # last) up to one hour. It contains every 1-2-5 value, so coarser histograms
+    # (Prometheus) can be cut from it exactly.
+    r10 = (100, 125, 160, 200, 250, 315, 400, 500, 630, 800)
+    bounds = [1, 2, 3, 4, 5, 6, 8]
+    for decade in (10, 100, 1_000, 10_000, 100_000, 1_000_000):
+        bounds += [decade * r // 100 for r in r10 if decade * r // 100 < 3_600_000]
+    return (*bounds, 3_600_000)
+
+
+#: Upper bounds (ms, inclusive) of the latency histogram buckets the scripts fill; one
+#: more bucket above the last bound catches the rest. Fixed, so a histogram's memory is
+#: bounded (and sparse: only buckets that were hit exist); each bucket is 25% wide, so
+#: a percentile read from them is within 25%.
+HISTOGRAM_BOUNDS_MS: tuple[int, ...] = _histogram_bounds()
+
 NAMES = (
     "enqueue",
     "fetch",
@@ -33,7 +51,10 @@ def _read(name: str) -> str:
 
 class Scripts:
     def __init__(self) -> None:
-        lib = _read("_lib")
+        bounds = ", ".join(str(b) for b in HISTOGRAM_BOUNDS_MS)
+        lib = f"local HIST_BOUNDS_MS = {{{bounds}}}\n" + _read("_lib")
+        #: The shared helpers as prepended to every script (tests run them on their own).
+        self.lib = lib
         self.source: dict[str, str] = {name: lib + "\n" + _read(name) for name in NAMES}
         self.sha: dict[str, str] = {
             name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.source.items()

@@ -21,8 +21,47 @@ local function signal_done(done_key, ttl_ms)
   redis.call('PEXPIRE', done_key, ttl_ms)
 end
 
+-- Metrics, written by the scripts that change a task's state, in the same call, so
+-- they cost no extra round trip. m is the queue's metrics hash (see Keys.metrics_prefix).
+-- HIST_BOUNDS_MS is defined above this file by broker/scripts.py (HISTOGRAM_BOUNDS_MS).
+-- The 0-based index of the first bucket whose bound is >= ms (binary search).
+local function bucket_of(ms)
+  local lo, hi = 1, #HIST_BOUNDS_MS + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if ms <= HIST_BOUNDS_MS[mid] then hi = mid else lo = mid + 1 end
+  end
+  return lo - 1
+end
+
+-- Add one observation (ms) to the 'exec' or 'wait' histogram of a task name.
+local function observe(m, kind, name, ms)
+  if not name or name == '' or not ms or ms < 0 then return end
+  redis.call('HINCRBY', m, kind .. '.' .. bucket_of(ms) .. '|' .. name, 1)
+  redis.call('HINCRBY', m, kind .. '.sum|' .. name, ms)
+end
+
+-- Count an event (processed, failed, retried, dead) for a task name.
+local function count_task(m, counter, name)
+  if name and name ~= '' then
+    redis.call('HINCRBY', m, counter .. '|' .. name, 1)
+  end
+end
+
+-- One more finished task in the throughput ring: 60 one-second slots, each holding
+-- a count and the epoch second it counts for; a slot from an older minute restarts.
+local function count_finished(m, now)
+  local sec = math.floor(now / 1000)
+  local slot = sec % 60
+  if tonumber(redis.call('HGET', m, 'tpt.' .. slot)) == sec then
+    redis.call('HINCRBY', m, 'tp.' .. slot, 1)
+  else
+    redis.call('HSET', m, 'tpt.' .. slot, sec, 'tp.' .. slot, 1)
+  end
+end
+
 -- Put a task in its queue's dead-letter set, which is bounded by size and age.
--- d = {task_prefix, history_prefix, done_prefix, dead_key, stats_key, max, ttl}
+-- d = {task_prefix, history_prefix, done_prefix, dead_key, stats_key, metrics_key, max, ttl}
 -- Returns how many older dead tasks were dropped to respect the bounds.
 local function bury(id, reason, now, d)
   local task_key = d.task_prefix .. id
@@ -31,6 +70,7 @@ local function bury(id, reason, now, d)
   redis.call('PEXPIRE', d.history_prefix .. id, d.ttl)
   redis.call('ZADD', d.dead_key, now, id)
   redis.call('HINCRBY', d.stats_key, 'dead', 1)
+  count_task(d.metrics_key, 'dead', redis.call('HGET', task_key, 'name'))
   signal_done(d.done_prefix .. id, d.ttl)
   local dropped = 0
   local function drop(victims)

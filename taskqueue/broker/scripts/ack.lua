@@ -1,11 +1,13 @@
 -- Store a successful outcome and release the lease, only if the caller still
 -- holds the lease (its token matches): a late answer from an attempt that
 -- lost its lease, or timed out, never overwrites a newer outcome.
+-- Also counts the task and its execution time in the queue's metrics hash.
 -- KEYS[1] task hash  KEYS[2] leases zset  KEYS[3] done list  KEYS[4] stats hash
--- KEYS[5] history list
+-- KEYS[5] history list  KEYS[6] metrics hash of the queue
 -- ARGV[1] id  ARGV[2] token  ARGV[3] result bytes  ARGV[4] result ttl ms  ARGV[5] runtime ms
 -- Returns 1 when stored, 0 when the token no longer matches (nothing written).
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
+local task = redis.call('HMGET', KEYS[1], 'token', 'name')
+if task[1] ~= ARGV[2] then
   return 0
 end
 local now = now_ms()
@@ -16,5 +18,8 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[5], ttl)
 redis.call('HINCRBY', KEYS[4], 'processed', 1)
+count_task(KEYS[6], 'processed', task[2])
+observe(KEYS[6], 'exec', task[2], tonumber(ARGV[5]))
+count_finished(KEYS[6], now)
 signal_done(KEYS[3], ttl)
 return 1

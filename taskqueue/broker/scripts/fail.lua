@@ -2,20 +2,25 @@
 -- task's retry policy: 'retry' (scheduled back through Redis), 'dead'
 -- (dead-letter queue), 'failed' (final, not retried by policy) or
 -- 'cancelled' (the task stopped because cancel() asked it to).
--- Fenced by the lease token like ack.lua.
+-- Fenced by the lease token like ack.lua. Also counts the attempt and its
+-- execution time in the queue's metrics hash.
 -- KEYS[1] task hash  KEYS[2] leases  KEYS[3] done list  KEYS[4] stats hash
 -- KEYS[5] history list  KEYS[6] scheduled zset  KEYS[7] scheduler wake list
 -- KEYS[8] dead zset of the queue  KEYS[9] task prefix  KEYS[10] history prefix
--- KEYS[11] done prefix
+-- KEYS[11] done prefix  KEYS[12] metrics hash of the queue
 -- ARGV[1] id  ARGV[2] token  ARGV[3] action  ARGV[4] history entry (JSON)
 -- ARGV[5] error (msgpack)  ARGV[6] retry delay ms  ARGV[7] reason
 -- ARGV[8] result ttl ms  ARGV[9] dead max size  ARGV[10] dead ttl ms
+-- ARGV[11] runtime ms of the attempt (-1: not measured)
 -- Returns {stored (0/1), dead entries dropped}
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
+local task = redis.call('HMGET', KEYS[1], 'token', 'name')
+if task[1] ~= ARGV[2] then
   return {0, 0}
 end
 local now = now_ms()
 local action = ARGV[3]
+local name = task[2]
+observe(KEYS[12], 'exec', name, tonumber(ARGV[11]))
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('RPUSH', KEYS[5], ARGV[4])
 redis.call('HSET', KEYS[1], 'error', ARGV[5], 'token', '')
@@ -25,15 +30,18 @@ if action == 'retry' then
   redis.call('HSET', KEYS[1], 'status', 'RETRYING', 'due_ms', due)
   redis.call('ZADD', KEYS[6], due, ARGV[1])
   redis.call('HINCRBY', KEYS[4], 'retried', 1)
+  count_task(KEYS[12], 'retried', name)
   wake(KEYS[7])
   return {1, 0}
 end
 if action ~= 'cancelled' then
   redis.call('HINCRBY', KEYS[4], 'failed', 1)
+  count_task(KEYS[12], 'failed', name)
 end
+count_finished(KEYS[12], now)
 if action == 'dead' then
   local dropped = bury(ARGV[1], ARGV[7], now, {task_prefix = KEYS[9], history_prefix = KEYS[10],
-    done_prefix = KEYS[11], dead_key = KEYS[8], stats_key = KEYS[4],
+    done_prefix = KEYS[11], dead_key = KEYS[8], stats_key = KEYS[4], metrics_key = KEYS[12],
     max = tonumber(ARGV[9]), ttl = tonumber(ARGV[10])})
   return {1, dropped}
 end

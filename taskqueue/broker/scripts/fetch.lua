@@ -4,10 +4,12 @@
 --      their queue with the attempt counted, or to the dead letters when the
 --      attempts are spent;
 --   2. scheduled tasks (delays, retries) that are due move to their queue.
+-- Each leased task's queue wait (from enqueue, or from the due time of a delay or
+-- retry, to now) goes into its queue's metrics hash.
 -- KEYS[1] task prefix  KEYS[2] history prefix  KEYS[3] done prefix
 -- KEYS[4] queue prefix KEYS[5] wake prefix    KEYS[6] dead prefix
 -- KEYS[7] stats prefix KEYS[8] leases zset    KEYS[9] scheduled zset
--- KEYS[10] paused set
+-- KEYS[10] paused set KEYS[11] metrics prefix
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] max tasks  ARGV[4] dead max size
 -- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7..] queue names, by priority
 -- Returns {now, next_due, dropped, then 6 fields per task:
@@ -15,7 +17,7 @@
 -- next_due is the earliest scheduled time or lease deadline (-1: none), so an
 -- idle worker knows how long it may block.
 local tp, hp, dp, qp, wp, deadp, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local leases, scheduled, paused = KEYS[8], KEYS[9], KEYS[10]
+local leases, scheduled, paused, mp = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local worker, lease_ms, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max, dead_ttl, batch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
@@ -23,7 +25,7 @@ local dropped = 0
 
 local function dead_args(queue)
   return {task_prefix = tp, history_prefix = hp, done_prefix = dp, dead_key = deadp .. queue,
-          stats_key = sp .. queue, max = dead_max, ttl = dead_ttl}
+          stats_key = sp .. queue, metrics_key = mp .. queue, max = dead_max, ttl = dead_ttl}
 end
 
 -- 1. Expired leases: the worker that held them stopped heart-beating.
@@ -74,7 +76,7 @@ for i = 7, #ARGV do
         break
       end
       local t = tp .. id
-      local fields = redis.call('HMGET', t, 'payload', 'sig', 'status')
+      local fields = redis.call('HMGET', t, 'payload', 'sig', 'status', 'name', 'enqueued_ms', 'due_ms')
       if not fields[1] then
         -- A queue entry with no task behind it (written by something else than
         -- taskqueue). Keep the raw entry for inspection, under an id that is
@@ -90,6 +92,8 @@ for i = 7, #ARGV do
         redis.call('HSET', t, 'status', 'RUNNING', 'token', token, 'worker', worker,
           'started_ms', now)
         redis.call('ZADD', leases, now + lease_ms, id)
+        local since = math.max(tonumber(fields[5]) or now, tonumber(fields[6]) or 0)
+        observe(mp .. queue, 'wait', fields[4], math.max(0, now - since))
         out[#out + 1] = id
         out[#out + 1] = fields[1]
         out[#out + 1] = fields[2] or ''

@@ -1,0 +1,439 @@
+"""The metrics figures (``q.get_metrics()``) and how they are built from Redis.
+
+Every figure comes from Redis, never from this process's memory, so any process
+(a web app, a CLI, a notebook with no workers) sees the same numbers, summed over
+every worker process on the server. Counters and histograms are written by the
+Lua scripts in the same call that changes a task's state; reading them is two
+pipelined round trips whatever the queue sizes (``RedisBroker.read_metrics``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from taskqueue.metrics.histogram import LatencyStats, _format_seconds
+
+if TYPE_CHECKING:
+    from taskqueue.broker import MetricsReading
+    from taskqueue.config import Settings
+    from taskqueue.queue import TaskQueue
+
+#: Per-task-name counters kept in each queue's metrics hash.
+TASK_COUNTERS = ("processed", "failed", "retried", "dead")
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """Counters and latencies of one task name in one queue."""
+
+    task_name: str
+    queue_name: str
+    processed_tasks: int = 0
+    failed_tasks: int = 0
+    retried_tasks: int = 0
+    dead_tasks: int = 0
+    execution_time: LatencyStats = field(default_factory=LatencyStats)
+    queue_wait: LatencyStats = field(default_factory=LatencyStats)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_name": self.task_name,
+            "queue_name": self.queue_name,
+            "processed_tasks": self.processed_tasks,
+            "failed_tasks": self.failed_tasks,
+            "retried_tasks": self.retried_tasks,
+            "dead_tasks": self.dead_tasks,
+            "execution_time": self.execution_time.to_dict(),
+            "queue_wait": self.queue_wait.to_dict(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskMetrics({self.task_name!r} in {self.queue_name!r}: processed={self.processed_tasks}, "
+            f"failed={self.failed_tasks}, retried={self.retried_tasks}, dead={self.dead_tasks}, "
+            f"exec p95={_format_seconds(self.execution_time.p95)}, "
+            f"wait p95={_format_seconds(self.queue_wait.p95)})"
+        )
+
+
+@dataclass(frozen=True)
+class QueueMetrics:
+    """One queue: what waits in it, what went through it, and how fast."""
+
+    queue_name: str
+    priority: int = 0
+    paused: bool = False
+    pending_tasks: int = 0
+    #: Tasks in the dead-letter queue now (requeue or purge them).
+    dead_letter_tasks: int = 0
+    enqueued_tasks: int = 0
+    processed_tasks: int = 0
+    #: Tasks that failed for good (including those that went to the dead letters).
+    failed_tasks: int = 0
+    #: Failed attempts that were scheduled again.
+    retried_tasks: int = 0
+    #: Tasks that went to the dead letters (retries spent, rejected, bad input, worker lost).
+    dead_tasks: int = 0
+    #: Attempts whose worker died, so the task was delivered again.
+    lease_expired: int = 0
+    #: Tasks that finished (succeeded or failed for good) in the last 60 seconds.
+    throughput_last_minute: int = 0
+    #: Seconds the task at the head of the queue has waited (None when empty).
+    oldest_pending_age_seconds: float | None = None
+    execution_time: LatencyStats = field(default_factory=LatencyStats)
+    queue_wait: LatencyStats = field(default_factory=LatencyStats)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queue_name": self.queue_name,
+            "priority": self.priority,
+            "paused": self.paused,
+            "pending_tasks": self.pending_tasks,
+            "dead_letter_tasks": self.dead_letter_tasks,
+            "enqueued_tasks": self.enqueued_tasks,
+            "processed_tasks": self.processed_tasks,
+            "failed_tasks": self.failed_tasks,
+            "retried_tasks": self.retried_tasks,
+            "dead_tasks": self.dead_tasks,
+            "lease_expired": self.lease_expired,
+            "throughput_last_minute": self.throughput_last_minute,
+            "oldest_pending_age_seconds": self.oldest_pending_age_seconds,
+            "execution_time": self.execution_time.to_dict(),
+            "queue_wait": self.queue_wait.to_dict(),
+        }
+
+    def __repr__(self) -> str:
+        age = self.oldest_pending_age_seconds
+        return (
+            f"QueueMetrics({self.queue_name!r}{' paused' if self.paused else ''}: "
+            f"pending={self.pending_tasks}"
+            f"{f' (oldest {_format_seconds(age)})' if age is not None else ''}, "
+            f"processed={self.processed_tasks}, failed={self.failed_tasks}, "
+            f"retried={self.retried_tasks}, dead={self.dead_tasks}, "
+            f"last minute={self.throughput_last_minute}, "
+            f"exec p50/p95/p99={_format_seconds(self.execution_time.p50)}/"
+            f"{_format_seconds(self.execution_time.p95)}/{_format_seconds(self.execution_time.p99)}, "
+            f"wait p95={_format_seconds(self.queue_wait.p95)})"
+        )
+
+
+@dataclass(frozen=True)
+class WorkerThreadMetrics:
+    """One worker thread of a process, as of that process's last heartbeat."""
+
+    name: str
+    task_name: str | None = None
+    task_id: str | None = None
+    running_seconds: float | None = None
+    retiring: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task_name": self.task_name,
+            "task_id": self.task_id,
+            "running_seconds": self.running_seconds,
+            "retiring": self.retiring,
+        }
+
+    def __repr__(self) -> str:
+        doing = f"running {self.task_name or self.task_id}" if self.task_id else "idle"
+        return f"WorkerThreadMetrics({self.name}: {doing}{', retiring' if self.retiring else ''})"
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """One live worker process (its registry entry)."""
+
+    worker_id: str
+    host: str = ""
+    pid: int | None = None
+    queues: tuple[str, ...] = ()
+    threads: int = 0
+    busy_threads: int = 0
+    started_at: float | None = None
+    #: Seconds since its last heartbeat (it disappears after two heartbeat intervals).
+    heartbeat_age_seconds: float | None = None
+    thread_details: tuple[WorkerThreadMetrics, ...] = ()
+    #: The process's autoscaler state (bounds, target, decisions), None without one.
+    autoscaler: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": list(self.queues),
+            "threads": self.threads,
+            "busy_threads": self.busy_threads,
+            "started_at": self.started_at,
+            "heartbeat_age_seconds": self.heartbeat_age_seconds,
+            "thread_details": [t.to_dict() for t in self.thread_details],
+            "autoscaler": self.autoscaler,
+        }
+
+    def __repr__(self) -> str:
+        scaler = ""
+        if self.autoscaler:
+            scaler = (
+                f", autoscaler {self.autoscaler.get('min_workers')}..{self.autoscaler.get('max_workers')}"
+            )
+        return (
+            f"WorkerMetrics({self.worker_id}: {self.busy_threads}/{self.threads} threads busy, "
+            f"queues={','.join(self.queues)}{scaler})"
+        )
+
+
+@dataclass(frozen=True)
+class AutoscalerMetrics:
+    """Autoscaler decisions, summed over every process that runs one."""
+
+    scale_ups: int = 0
+    scale_downs: int = 0
+    last_decision: dict[str, Any] | None = None
+    #: worker id -> that process's autoscaler state (from its heartbeat).
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale_ups": self.scale_ups,
+            "scale_downs": self.scale_downs,
+            "last_decision": self.last_decision,
+            "processes": dict(self.processes),
+        }
+
+    def __repr__(self) -> str:
+        last = ""
+        if self.last_decision:
+            d = self.last_decision
+            last = f", last {d.get('from_workers')}->{d.get('to_workers')} ({d.get('reason')})"
+        return (
+            f"AutoscalerMetrics(running in {len(self.processes)} process(es), "
+            f"ups={self.scale_ups}, downs={self.scale_downs}{last})"
+        )
+
+
+@dataclass(frozen=True)
+class TaskQueueMetrics:
+    """The whole namespace at one instant (``timestamp``, Redis server clock)."""
+
+    timestamp: float
+    #: Worker threads in every live worker process.
+    active_workers: int = 0
+    busy_workers: int = 0
+    worker_processes: int = 0
+    #: Pending tasks per active worker thread (0.0 when there is no worker).
+    tasks_per_worker: float = 0.0
+    total_pending_tasks: int = 0
+    #: Tasks leased by a worker (running, or prefetched).
+    total_running_tasks: int = 0
+    #: Tasks waiting for their delay or retry time.
+    total_scheduled_tasks: int = 0
+    total_processed_tasks: int = 0
+    total_failed_tasks: int = 0
+    total_retried_tasks: int = 0
+    total_dead_tasks: int = 0
+    dead_letter_tasks: int = 0
+    throughput_last_minute: int = 0
+    queue_metrics: list[QueueMetrics] = field(default_factory=list)
+    task_metrics: list[TaskMetrics] = field(default_factory=list)
+    workers: list[WorkerMetrics] = field(default_factory=list)
+    autoscaler: AutoscalerMetrics = field(default_factory=AutoscalerMetrics)
+
+    def queue(self, name: str) -> QueueMetrics:
+        """The metrics of one queue by name."""
+        for q in self.queue_metrics:
+            if q.queue_name == name:
+                return q
+        known = ", ".join(q.queue_name for q in self.queue_metrics)
+        raise KeyError(f"no queue named {name!r} in these metrics; queues: {known}")
+
+    def task(self, name: str, queue: str | None = None) -> TaskMetrics:
+        """The metrics of one task name (summed over queues unless ``queue`` is given)."""
+        parts = [t for t in self.task_metrics if t.task_name == name and queue in (None, t.queue_name)]
+        if not parts:
+            raise KeyError(f"no metrics for task {name!r}{f' in queue {queue!r}' if queue else ''} yet")
+        if len(parts) == 1:
+            return parts[0]
+        return TaskMetrics(
+            task_name=name,
+            queue_name="*",
+            processed_tasks=sum(p.processed_tasks for p in parts),
+            failed_tasks=sum(p.failed_tasks for p in parts),
+            retried_tasks=sum(p.retried_tasks for p in parts),
+            dead_tasks=sum(p.dead_tasks for p in parts),
+            execution_time=LatencyStats.merged(p.execution_time for p in parts),
+            queue_wait=LatencyStats.merged(p.queue_wait for p in parts),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp,
+            "active_workers": self.active_workers,
+            "busy_workers": self.busy_workers,
+            "worker_processes": self.worker_processes,
+            "tasks_per_worker": self.tasks_per_worker,
+            "total_pending_tasks": self.total_pending_tasks,
+            "total_running_tasks": self.total_running_tasks,
+            "total_scheduled_tasks": self.total_scheduled_tasks,
+            "total_processed_tasks": self.total_processed_tasks,
+            "total_failed_tasks": self.total_failed_tasks,
+            "total_retried_tasks": self.total_retried_tasks,
+            "total_dead_tasks": self.total_dead_tasks,
+            "dead_letter_tasks": self.dead_letter_tasks,
+            "throughput_last_minute": self.throughput_last_minute,
+            "queue_metrics": [q.to_dict() for q in self.queue_metrics],
+            "task_metrics": [t.to_dict() for t in self.task_metrics],
+            "workers": [w.to_dict() for w in self.workers],
+            "autoscaler": self.autoscaler.to_dict(),
+        }
+
+    def __repr__(self) -> str:
+        queues = ", ".join(f"{q.queue_name}={q.pending_tasks}" for q in self.queue_metrics)
+        return (
+            f"TaskQueueMetrics(workers={self.active_workers} threads in {self.worker_processes} "
+            f"process(es), {self.busy_workers} busy; pending={self.total_pending_tasks} ({queues}), "
+            f"running={self.total_running_tasks}, scheduled={self.total_scheduled_tasks}, "
+            f"processed={self.total_processed_tasks}, failed={self.total_failed_tasks}, "
+            f"dead letters={self.dead_letter_tasks}, last minute={self.throughput_last_minute}, "
+            f"tasks/worker={self.tasks_per_worker:.2f})"
+        )
+
+
+# -- building them from a Redis reading ---------------------------------------------
+def _throughput(fields: dict[str, int], now_ms: int) -> int:
+    now_s = now_ms // 1000
+    total = 0
+    for slot in range(60):
+        stamp = fields.get(f"tpt.{slot}")
+        if stamp is not None and 0 <= now_s - stamp < 60:
+            total += fields.get(f"tp.{slot}", 0)
+    return total
+
+
+def _by_task(fields: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Split ``<metric>|<task name>`` fields by task name."""
+    out: dict[str, dict[str, int]] = {}
+    for key, value in fields.items():
+        metric, sep, name = key.partition("|")
+        if sep and name:
+            out.setdefault(name, {})[metric] = value
+    return out
+
+
+def _worker(worker_id: str, info: dict[str, Any], now_ms: int) -> WorkerMetrics:
+    heartbeat = info.get("heartbeat_ms")
+    slots = info.get("slots") if isinstance(info.get("slots"), list) else []
+    return WorkerMetrics(
+        worker_id=worker_id,
+        host=str(info.get("host", "")),
+        pid=info.get("pid"),
+        queues=tuple(info.get("queues") or ()),
+        threads=int(info.get("threads") or 0),
+        busy_threads=int(info.get("busy") or 0),
+        started_at=info.get("started_at"),
+        heartbeat_age_seconds=(now_ms - heartbeat) / 1000 if isinstance(heartbeat, int) else None,
+        thread_details=tuple(
+            WorkerThreadMetrics(
+                name=str(s.get("thread", "")),
+                task_name=s.get("task"),
+                task_id=s.get("task_id"),
+                running_seconds=s.get("running_s"),
+                retiring=bool(s.get("retiring")),
+            )
+            for s in slots
+            if isinstance(s, dict)
+        ),
+        autoscaler=info.get("autoscaler") if isinstance(info.get("autoscaler"), dict) else None,
+    )
+
+
+def from_reading(reading: MetricsReading, settings: Settings) -> TaskQueueMetrics:
+    """Turn raw Redis data into figures (no Redis access here)."""
+    queue_metrics: list[QueueMetrics] = []
+    task_metrics: list[TaskMetrics] = []
+    for name in reading.queues:
+        stats = reading.stats.get(name, {})
+        fields = reading.metrics.get(name, {})
+        tasks = []
+        for task_name, f in sorted(_by_task(fields).items()):
+            tasks.append(
+                TaskMetrics(
+                    task_name=task_name,
+                    queue_name=name,
+                    processed_tasks=f.get("processed", 0),
+                    failed_tasks=f.get("failed", 0),
+                    retried_tasks=f.get("retried", 0),
+                    dead_tasks=f.get("dead", 0),
+                    execution_time=LatencyStats.from_fields(f, "exec"),
+                    queue_wait=LatencyStats.from_fields(f, "wait"),
+                )
+            )
+        task_metrics += tasks
+        oldest_age = None
+        if name in reading.oldest and reading.pending.get(name):
+            enqueued, due = reading.oldest[name]
+            since = max(enqueued or reading.now_ms, due or 0)
+            oldest_age = max(0.0, (reading.now_ms - since) / 1000)
+        queue_metrics.append(
+            QueueMetrics(
+                queue_name=name,
+                priority=settings.queues.get(name, 0),
+                paused=name in reading.paused,
+                pending_tasks=reading.pending.get(name, 0),
+                dead_letter_tasks=reading.dead_letters.get(name, 0),
+                enqueued_tasks=stats.get("enqueued", 0),
+                processed_tasks=stats.get("processed", 0),
+                failed_tasks=stats.get("failed", 0),
+                retried_tasks=stats.get("retried", 0),
+                dead_tasks=stats.get("dead", 0),
+                lease_expired=stats.get("lease_expired", 0),
+                throughput_last_minute=_throughput(fields, reading.now_ms),
+                oldest_pending_age_seconds=oldest_age,
+                execution_time=LatencyStats.merged(t.execution_time for t in tasks),
+                queue_wait=LatencyStats.merged(t.queue_wait for t in tasks),
+            )
+        )
+    workers = [_worker(w, info, reading.now_ms) for w, info in sorted(reading.workers.items())]
+    active = sum(w.threads for w in workers)
+    pending = sum(q.pending_tasks for q in queue_metrics)
+    try:
+        last = (
+            json.loads(reading.autoscaler["last_decision"]) if "last_decision" in reading.autoscaler else None
+        )
+    except ValueError:
+        last = None
+    autoscaler = AutoscalerMetrics(
+        scale_ups=int(reading.autoscaler.get("scale_up", 0) or 0),
+        scale_downs=int(reading.autoscaler.get("scale_down", 0) or 0),
+        last_decision=last if isinstance(last, dict) else None,
+        processes={w.worker_id: w.autoscaler for w in workers if w.autoscaler},
+    )
+    return TaskQueueMetrics(
+        timestamp=reading.now_ms / 1000,
+        active_workers=active,
+        busy_workers=sum(w.busy_threads for w in workers),
+        worker_processes=len(workers),
+        tasks_per_worker=pending / active if active else 0.0,
+        total_pending_tasks=pending,
+        total_running_tasks=reading.running,
+        total_scheduled_tasks=reading.scheduled,
+        total_processed_tasks=sum(q.processed_tasks for q in queue_metrics),
+        total_failed_tasks=sum(q.failed_tasks for q in queue_metrics),
+        total_retried_tasks=sum(q.retried_tasks for q in queue_metrics),
+        total_dead_tasks=sum(q.dead_tasks for q in queue_metrics),
+        dead_letter_tasks=sum(q.dead_letter_tasks for q in queue_metrics),
+        throughput_last_minute=sum(q.throughput_last_minute for q in queue_metrics),
+        queue_metrics=queue_metrics,
+        task_metrics=task_metrics,
+        workers=workers,
+        autoscaler=autoscaler,
+    )
+
+
+def collect(queue: TaskQueue) -> TaskQueueMetrics:
+    """Read the metrics of every configured queue of ``queue``'s namespace."""
+    settings = queue.settings
+    return from_reading(queue.broker.read_metrics(settings.queues_by_priority()), settings)
