@@ -136,7 +136,10 @@ class FlaskSettings:
     def __repr__(self) -> str:
         return _repr(
             self,
-            {"auth_token": MASK if self.auth_token else "", "auth_tokens": f"<{len(self.auth_tokens)} token(s)>"},
+            {
+                "auth_token": MASK if self.auth_token else "",
+                "auth_tokens": f"<{len(self.auth_tokens)} token(s)>",
+            },
         )
 
 

@@ -452,6 +452,82 @@ def test_redis_down_is_503_without_leaking_the_url(example) -> None:
         assert b"s3cret" not in reply.body and str(port).encode() not in reply.body
 
 
+# -- metrics and health ---------------------------------------------------------------
+def test_metrics_as_json_and_prometheus(example) -> None:
+    server, q = example()
+    created = server.request("POST", "/tasks/example.word_count", {"kwargs": {"text": "count me"}}).json
+    q.get(created["id"]).result(timeout=10)
+
+    reply = server.request("GET", "/tasks/metrics")
+    assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"
+    metrics = reply.json
+    assert set(metrics) == set(q.get_metrics().to_dict())  # the whole of get_metrics(), as JSON
+    assert metrics["total_processed_tasks"] == 1 and metrics["active_workers"] == 2
+    default = next(m for m in metrics["queue_metrics"] if m["queue_name"] == "default")
+    assert default["processed_tasks"] == 1
+
+    reply = server.request("GET", "/tasks/metrics/prometheus")
+    assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
+    text = reply.body.decode()
+    assert "taskqueue_up 1.0" in text
+    assert any(
+        line.startswith("taskqueue_") and 'queue="default"' in line and "processed" in line
+        for line in text.splitlines()
+    ), text
+
+
+def test_health_is_200_when_healthy_and_its_details_need_the_token(example) -> None:
+    server, q = example(flask={"auth_token": TOKEN, "public_health": True})
+    assert q.health_check().status == "healthy"
+    open_reply = server.request("GET", "/tasks/health")
+    assert open_reply.status == 200 and open_reply.json == {"status": "healthy"}
+    assert_problem(server.request("GET", "/tasks/metrics"), 401)  # only health is open
+    full = server.request("GET", "/tasks/health", token=TOKEN).json
+    assert full["status"] == "healthy" and set(full["components"]) >= {"redis", "workers", "queues"}
+    assert server.request("GET", "/tasks/health", token="tok-wrong").json == {"status": "healthy"}
+
+
+def test_health_needs_the_token_unless_public(example) -> None:
+    server, _ = example({"TASK_QUEUE_START_WORKERS": False}, flask={"auth_token": TOKEN})
+    assert_problem(server.request("GET", "/tasks/health"), 401)
+    reply = server.request("GET", "/tasks/health", token=TOKEN)
+    # No worker and nothing pending: degraded, which still answers 200 (it can take work).
+    assert reply.status == 200 and reply.json["status"] == "degraded"
+    assert reply.json["components"]["workers"]["status"] == "degraded"
+
+
+def test_redis_down_makes_health_503_and_metrics_503(example) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server, _ = example(
+        {"TASK_QUEUE_START_WORKERS": False},
+        url=f"redis://:s3cret-pass@127.0.0.1:{port}/0",
+        redis={"retry_attempts": 1, "retry_max_seconds": 0, "connection_timeout": 0.5},
+    )
+    reply = server.request("GET", "/tasks/health")
+    assert reply.status == 503 and reply.json["status"] == "unhealthy"
+    assert reply.json["components"]["redis"]["status"] == "unhealthy"
+    assert b"s3cret" not in reply.body
+    assert_problem(server.request("GET", "/tasks/metrics"), 503, "broker-unavailable")
+    scrape = server.request("GET", "/tasks/metrics/prometheus")  # answers, so the alert can fire on it
+    assert scrape.status == 200 and "taskqueue_up 0.0" in scrape.body.decode()
+
+
+def test_metrics_and_health_can_be_switched_off(example) -> None:
+    server, _ = example(
+        {"TASK_QUEUE_START_WORKERS": False}, flask={"enable_metrics": False, "enable_health_check": False}
+    )
+    for path in ("/tasks/metrics", "/tasks/metrics/prometheus", "/tasks/health"):
+        assert_problem(server.request("GET", path), 404, "task-not-found")
+
+
+def test_prometheus_endpoint_without_prometheus_client_is_501(example, monkeypatch) -> None:
+    server, _ = example({"TASK_QUEUE_START_WORKERS": False})
+    monkeypatch.setitem(sys.modules, "taskqueue.metrics.prometheus", None)  # as if not installed
+    assert_problem(server.request("GET", "/tasks/metrics/prometheus"), 501, "prometheus-unavailable")
+
+
 # -- authentication -------------------------------------------------------------------
 def test_tokens_guard_every_endpoint(example) -> None:
     server, q = example(flask={"auth_token": TOKEN, "auth_tokens": [OTHER_TOKEN]})
@@ -527,6 +603,15 @@ def test_app_config_layers_on_settings_and_builds_the_queue(redis_client, redis_
     finally:
         state.shutdown()
     assert state.queue.worker_count() == 0
+
+
+def test_empty_prefix_serves_at_the_root_beside_the_app(example) -> None:
+    server, q = example({"TASK_QUEUE_FLASK__ROUTE_PREFIX": ""})
+    assert server.request("GET", "/").status == 200  # the app's page is still the app's
+    created = server.request("POST", "/example.word_count", {"kwargs": {"text": "at the root"}})
+    assert created.status == 202 and created.headers["Location"] == "/" + created.json["id"]
+    assert q.get(created.json["id"]).result(timeout=10)["words"] == 3
+    assert server.request("GET", "/health").json["status"] == "healthy"
 
 
 def test_misspelt_app_config_key_is_an_error(app_queue) -> None:
@@ -692,6 +777,68 @@ def test_flask_run_without_reloader_runs_the_pool_in_the_server(app_queue, redis
         assert [p["pid"] for p in pools] == [proc.pid]
         created = http_request(port, "POST", "/tasks/example.word_count", {"kwargs": {"text": "x"}}).json
         assert q.get(created["id"]).result(timeout=10)["words"] == 1
+
+
+# -- flask taskqueue worker / status ------------------------------------------------------
+def test_flask_taskqueue_status(example) -> None:
+    server, q = example()
+    created = server.request("POST", "/tasks/example.word_count", {"kwargs": {"text": "status"}}).json
+    q.get(created["id"]).result(timeout=10)
+    runner = server.server.app.test_cli_runner()
+    result = runner.invoke(args=["taskqueue", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [w["pid"] for w in data["workers"]] == [os.getpid()]
+    assert next(x for x in data["queues"] if x["name"] == "default")["processed"] == 1
+    table = runner.invoke(args=["taskqueue", "status"])
+    assert table.exit_code == 0 and "default" in table.output
+
+
+def test_flask_taskqueue_status_with_redis_down_exits_1(example) -> None:
+    server, _ = example(
+        {"TASK_QUEUE_START_WORKERS": False},
+        url=f"redis://127.0.0.1:{_free_port()}/0",
+        redis={"retry_attempts": 1, "retry_max_seconds": 0, "connection_timeout": 0.5},
+    )
+    result = server.server.app.test_cli_runner().invoke(args=["taskqueue", "status"])
+    assert result.exit_code == 1 and "cannot reach Redis" in result.output
+
+
+def test_flask_taskqueue_worker_runs_the_app_tasks_and_stops_on_sigterm(app_queue, redis_url) -> None:
+    q = app_queue()
+    env = dict(os.environ)
+    env.pop("WERKZEUG_RUN_MAIN", None)
+    env.update(
+        TASK_QUEUE_REDIS__URL=redis_url,
+        TASK_QUEUE_WORKERS__HEARTBEAT_INTERVAL="0.5",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", str(EXAMPLE), "taskqueue", "worker", "--workers", "3"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = []
+        while not banner or not banner[-1].startswith("Stop with Ctrl-C"):  # the banner's last line
+            line = proc.stdout.readline()
+            assert line, f"flask taskqueue worker exited: {''.join(banner)}"
+            banner.append(line)
+        assert any("worker ready" in line for line in banner), banner
+        # One pool, the command's: the app's start_workers pool stays off under a CLI command.
+        pools = _pools(q)
+        assert [(p["pid"], p["threads"]) for p in pools] == [(proc.pid, 3)]
+        handle = q.enqueue(load_example().WordCount(text="from the cli worker"))
+        assert handle.result(timeout=10)["words"] == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "worker stopped" in output
+    assert _pools(q) == []
 
 
 # -- the example page in a browser ---------------------------------------------------------

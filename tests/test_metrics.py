@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 import redis
 import redis.connection
-from conftest import wait_until
 
 from taskqueue import TaskFailed, TaskQueue
 from taskqueue.broker.scripts import HISTOGRAM_BOUNDS_MS
 from taskqueue.metrics import BOUNDS_SECONDS, LatencyStats, TaskQueueMetrics
 from taskqueue.metrics.histogram import COARSE_BOUNDS_SECONDS, N_BUCKETS
+
+from .conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

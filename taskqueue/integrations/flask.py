@@ -19,9 +19,15 @@ URL rules (``<prefix>`` = ``flask.route_prefix``)::
     POST   <prefix>/<task name>           enqueue (names may contain dots and slashes)
     GET    <prefix>/<task id>             status, result or error
     DELETE <prefix>/<task id>             cancel
+    GET    <prefix>/metrics               q.get_metrics() as JSON      (flask.enable_metrics)
+    GET    <prefix>/metrics/prometheus    Prometheus text exposition   (flask.enable_metrics)
+    GET    <prefix>/health                q.health_check(): 200, or 503 when unhealthy
 
 Only POST takes a name and only GET/DELETE take an id, so the two never
-collide; fixed routes (such as ``<prefix>/health``) win over the id rule.
+collide; the fixed GET routes win over the id rule.
+
+``flask taskqueue worker`` and ``flask taskqueue status`` run the
+``taskqueue`` CLI's worker and status on the app's queue.
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import click
+import redis
 from flask import Blueprint, Flask, Response, current_app, request, url_for
 from flask.helpers import get_debug_flag
 from werkzeug.exceptions import HTTPException
 
-from taskqueue.broker import TaskRecord
+from taskqueue.broker import TaskRecord, mask_url
+from taskqueue.config import ALIASES as ENV_ALIASES
 from taskqueue.config import FlaskSettings, Settings
 from taskqueue.errors import (
     BrokerError,
@@ -74,9 +82,11 @@ PROBLEM_MIMETYPE = "application/problem+json"
 CONFIG_PREFIX = "TASK_QUEUE_"
 CONFIG_ALIASES: dict[str, tuple[str, str]] = {
     "TASK_QUEUE_URL": ("redis", "url"),
-    "TASK_QUEUE_WORKERS": ("workers", "initial_count"),
-    "TASK_QUEUE_SCHEDULER": ("scheduler", "enabled"),
-    "TASK_QUEUE_AUTO_REGISTER": ("auto_register", "enabled"),
+    **{
+        name: tuple(key.split(".", 1))  # type: ignore[misc]
+        for name, key in ENV_ALIASES.items()
+        if name.startswith(CONFIG_PREFIX)
+    },
 }
 START_WORKERS_KEY = "TASK_QUEUE_START_WORKERS"
 
@@ -408,6 +418,7 @@ class TaskQueueExtension:
         state = AppState(queue, owned, api, self._workers)
         app.extensions[EXTENSION_NAME] = state
         app.register_blueprint(_blueprint(api), url_prefix=api.prefix or None)
+        app.cli.add_command(_cli_group())
         if self._app is None:
             self._app = app
         if not api.auth_required and not (app.debug or app.testing):
@@ -455,12 +466,112 @@ class TaskQueueExtension:
         self.state(app).start_workers(count)
 
 
+# -- flask taskqueue worker / status ---------------------------------------------------
+def _cli_group() -> click.Group:
+    """``flask taskqueue worker`` and ``flask taskqueue status``, on the app's own queue."""
+    from flask.cli import AppGroup
+
+    from taskqueue import cli
+
+    class Group(cli._Group, AppGroup):  # taskqueue's one-line errors and exit codes, Flask's app context
+        pass
+
+    def ready_queue() -> TaskQueue:
+        q = _state().queue
+        try:
+            q.broker.ping()
+        except (OSError, redis.exceptions.RedisError) as exc:
+            raise cli.Failure(f"cannot reach Redis at {mask_url(q.url)}: {exc}") from None
+        return q
+
+    @click.group("taskqueue", cls=Group)
+    def group() -> None:
+        """Run workers for this app's task queue, or show its status."""
+
+    @group.command("worker")
+    @click.option(
+        "--workers", "-w", type=click.IntRange(min=1), help="Worker threads (default: workers.initial_count)."
+    )
+    @click.option("--queues", "-Q", metavar="Q1,Q2", help="Queues to serve, comma-separated (default: all).")
+    @click.option("--scheduler", is_flag=True, default=False, help="Also run the scheduler (periodic tasks).")
+    @click.option(
+        "--autoscale",
+        metavar="MIN:MAX",
+        callback=cli._parse_autoscale,
+        help="Keep between MIN and MAX threads.",
+    )
+    @click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        default="info",
+        show_default=True,
+        help="Logging level of the worker's messages.",
+    )
+    @click.pass_context
+    def worker(
+        ctx: click.Context,
+        workers: int | None,
+        queues: str | None,
+        scheduler: bool,
+        autoscale: tuple[int, int] | None,
+        log_level: str,
+    ) -> None:
+        """Run worker threads for the app's tasks until SIGTERM or Ctrl-C, as `taskqueue worker`.
+
+        The app's own start_workers pool does not start under this command.
+        """
+        logging.basicConfig(
+            level=getattr(logging, log_level.upper()),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        cli.run_worker(ctx, ready_queue(), workers, queues, scheduler, autoscale)
+
+    @group.command("status")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
+    def status(as_json: bool) -> None:
+        """Show the queues, live workers and dead letters of the app's queue."""
+        data = cli.gather_status(ready_queue())
+        click.echo(json.dumps(data, indent=2, default=str) if as_json else cli.render_status(data))
+
+    return group
+
+
 # -- the blueprint -------------------------------------------------------------------
 def _blueprint(api: HttpApi) -> Blueprint:
     bp = Blueprint("taskqueue", __name__)
     bp.register_error_handler(HTTPException, _http_error)
     bp.register_error_handler(BrokerError, _broker_down)
     bp.register_error_handler(Exception, _internal_error)
+
+    # Fixed routes win over <task id> (werkzeug ranks static parts first); a task
+    # whose id is "health" or "metrics" is readable from Python, not over HTTP.
+    if api.enable_metrics:
+
+        @bp.get("/metrics")
+        def metrics() -> Response:
+            api.authorise()
+            return _json(jsonable(_state().queue.get_metrics().to_dict()))
+
+        @bp.get("/metrics/prometheus")
+        def prometheus_metrics() -> Response:
+            api.authorise()
+            try:
+                from taskqueue.metrics.prometheus import generate_latest
+            except ImportError as exc:
+                _fail(501, "prometheus-unavailable", "Prometheus export not installed", str(exc))
+            body, content_type = generate_latest(_state().queue)
+            return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
+
+    if api.enable_health_check:
+
+        @bp.get("/health")
+        def health() -> tuple[Response, int]:
+            authorised = api.authorise(optional=api.public_health)
+            report = _state().queue.health_check()
+            status = str(report.status)
+            # Without a token (public_health) only the verdict: the details name hosts and workers.
+            body = jsonable(report.to_dict()) if authorised else {"status": status}
+            return _json(body), 503 if status == "unhealthy" else 200
 
     @bp.post("/<path:task_name>")
     def enqueue(task_name: str) -> tuple[Response, int, dict[str, str]]:
@@ -521,10 +632,10 @@ def _blueprint(api: HttpApi) -> Blueprint:
             Allow="GET, HEAD, POST, DELETE, OPTIONS",
         )
 
-    if api.prefix:
+    if api.prefix:  # at the root (empty prefix) these would take over the app's own URLs
         bp.add_url_rule("", "no_route_bare", no_route, methods=methods)
-    bp.add_url_rule("/", "no_route", no_route, methods=methods)
-    bp.add_url_rule("/<path:rest>", "bad_method", bad_method, methods=["PUT", "PATCH"])
+        bp.add_url_rule("/", "no_route", no_route, methods=methods)
+        bp.add_url_rule("/<path:rest>", "bad_method", bad_method, methods=["PUT", "PATCH"])
     return bp
 
 
