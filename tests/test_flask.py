@@ -31,7 +31,7 @@ from flask import Flask
 from flask.cli import run_command
 from werkzeug.serving import make_server
 
-from taskqueue import ConfigurationError, TaskFailed, TaskQueue
+from taskqueue import BrokerError, ConfigurationError, TaskFailed, TaskQueue
 from taskqueue.integrations import flask as tq_flask
 from taskqueue.integrations.flask import HttpApi, TaskQueueExtension, worker_start_mode
 
@@ -71,7 +71,8 @@ class LiveServer:
     def __init__(self, app: Flask) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for the loop's next look at its flag.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -526,6 +527,15 @@ def test_prometheus_endpoint_without_prometheus_client_is_501(example, monkeypat
     server, _ = example({"TASK_QUEUE_START_WORKERS": False})
     monkeypatch.setitem(sys.modules, "taskqueue.metrics.prometheus", None)  # as if not installed
     assert_problem(server.request("GET", "/tasks/metrics/prometheus"), 501, "prometheus-unavailable")
+
+
+def test_app_with_workers_and_redis_down_fails_to_start_with_a_clear_error(app_queue) -> None:
+    q = app_queue(
+        f"redis://127.0.0.1:{_free_port()}/0",
+        redis={"retry_attempts": 1, "retry_max_seconds": 0, "connection_timeout": 0.5},
+    )
+    with pytest.raises(BrokerError, match="TASK_QUEUE_START_WORKERS = False"):
+        load_example().create_app(queue=q)
 
 
 # -- authentication -------------------------------------------------------------------

@@ -51,7 +51,7 @@ from typing import Any, NoReturn
 
 import click
 import redis
-from flask import Blueprint, Flask, Response, current_app, request, url_for
+from flask import Blueprint, Flask, Response, current_app, has_app_context, request, url_for
 from flask.helpers import get_debug_flag
 from werkzeug.exceptions import HTTPException
 
@@ -324,7 +324,14 @@ class AppState:
             self.pending_start = False
             if self.started:
                 return
-            self.queue.start_workers(count if count is not None else self.workers)
+            try:
+                self.queue.start_workers(count if count is not None else self.workers)
+            except redis.exceptions.RedisError as exc:
+                raise BrokerError(
+                    f"cannot start the app's worker threads: {exc}. Start Redis (or fix redis.url), or "
+                    "set TASK_QUEUE_START_WORKERS = False and run `flask taskqueue worker` later",
+                    url=mask_url(self.queue.url),
+                ) from exc
             self.started = True
         log.info(
             "taskqueue: %d worker thread(s) started in process %d", self.queue.worker_count(), os.getpid()
@@ -448,8 +455,6 @@ class TaskQueueExtension:
             raise RuntimeError("TaskQueueExtension.init_app(app) was not called for this app") from None
 
     def _current_app(self) -> Flask:
-        from flask import has_app_context
-
         if has_app_context():
             return current_app._get_current_object()  # type: ignore[attr-defined]
         if self._app is not None:
