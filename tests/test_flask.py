@@ -600,6 +600,7 @@ def test_app_config_layers_on_settings_and_builds_the_queue(redis_client, redis_
             "TASK_QUEUE_FLASK__ROUTE_PREFIX": "/jobs",
             "TASK_QUEUE_FLASK__AUTH_TOKEN": TOKEN,
             "TASK_QUEUE_FLASK__ALLOWED_TASKS": "example.word_count",
+            "TASK_QUEUE_QUEUES__REPORTS__PRIORITY": 3,
         }
     )
     state = app.extensions["taskqueue"]
@@ -607,8 +608,11 @@ def test_app_config_layers_on_settings_and_builds_the_queue(redis_client, redis_
         assert state.owned and state.queue.url == redis_url and state.queue.worker_count() == 3
         server = serve(app)
         assert server.request("POST", "/tasks/example.word_count", {}, token=TOKEN).status == 404  # not ours
-        created = server.request("POST", "/jobs/example.word_count", {"kwargs": {"text": "a b"}}, token=TOKEN)
+        created = server.request(
+            "POST", "/jobs/example.word_count", {"kwargs": {"text": "a b"}, "queue": "reports"}, token=TOKEN
+        )
         assert created.status == 202 and created.headers["Location"].startswith("/jobs/")
+        assert created.json["queue"] == "reports" and state.queue.settings.queues["reports"] == 3
         assert state.queue.get(created.json["id"]).result(timeout=10)["words"] == 2
     finally:
         state.shutdown()

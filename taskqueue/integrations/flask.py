@@ -65,6 +65,7 @@ from taskqueue.errors import (
     SerializationError,
     TaskQueueError,
 )
+from taskqueue.errors import describe as shorten
 from taskqueue.handle import error_of
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskDefinition, check_name
@@ -157,6 +158,10 @@ def config_overrides(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             section, name = CONFIG_ALIASES[key]
         else:
             section, sep, name = key[len(CONFIG_PREFIX) :].lower().partition("__")
+            queue_name, _, field = name.rpartition("__")
+            if section == "queues" and queue_name and field == "priority":  # ..._QUEUES__<NAME>__PRIORITY
+                out.setdefault("queues", {})[queue_name] = {"priority": value}
+                continue
             if not sep or name not in known.get(section, ()):
                 close = difflib.get_close_matches(key, [*spelled, *CONFIG_ALIASES, START_WORKERS_KEY], n=1)
                 hint = f"; did you mean {close[0]}?" if close else ""
@@ -583,7 +588,12 @@ def _blueprint(api: HttpApi) -> Blueprint:
         api.authorise()
         q = _state().queue
         if not api.allows(task_name) or task_name not in q.registry:
-            _fail(404, "unknown-task", "Unknown task", f"no task named {task_name!r} can be enqueued here")
+            _fail(
+                404,
+                "unknown-task",
+                "Unknown task",
+                f"no task named {shorten(task_name)} can be enqueued here",
+            )
         args, kwargs, queue_name, delay = _parse_enqueue(_read_json(api.max_body_bytes))
         _check_arguments(q.registry.get(task_name), args, kwargs)
         try:
@@ -607,7 +617,7 @@ def _blueprint(api: HttpApi) -> Blueprint:
     @bp.get("/<path:task_id>")
     def task_status(task_id: str) -> Response:
         api.authorise()
-        return _json(describe(_visible_record(api, task_id)))
+        return _json(task_document(_visible_record(api, task_id)))
 
     @bp.delete("/<path:task_id>")
     def cancel_task(task_id: str) -> tuple[Response, int]:
@@ -772,7 +782,7 @@ def _visible_record(api: HttpApi, task_id: str) -> TaskRecord:
             404,
             "task-not-found",
             "Task not found",
-            f"no task {task_id!r}: it never existed, was purged, or its result expired",
+            f"no task {shorten(task_id)}: it never existed, was purged, or its result expired",
         )
     return record
 
@@ -798,7 +808,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def describe(record: TaskRecord) -> dict[str, Any]:
+def task_document(record: TaskRecord) -> dict[str, Any]:
     """What GET <prefix>/<id> shows: state, times, result or error; never the arguments."""
     out: dict[str, Any] = {
         "id": record.id,
