@@ -332,7 +332,19 @@ def worker(
     logging.basicConfig(
         level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    q = open_queue(ctx, app, url)
+    run_worker(ctx, open_queue(ctx, app, url), workers, queues, scheduler, autoscale, metrics_port)
+
+
+def run_worker(
+    ctx: click.Context,
+    q: TaskQueue,
+    workers: int | None,
+    queues: str | None,
+    scheduler: bool,
+    autoscale: tuple[int, int] | None,
+    metrics_port: int | None = None,
+) -> None:
+    """Serve ``q`` until SIGTERM or Ctrl-C: ``taskqueue worker`` and ``flask taskqueue worker``."""
     served = _parse_queues(q, queues)
     settings = q.settings
     count = workers or settings.workers.initial_count

@@ -128,9 +128,23 @@ class FlaskSettings:
     enable_metrics: bool = True
     enable_health_check: bool = True
     auth_token: str = ""
+    #: More accepted bearer tokens (several clients, or rotation: add the new one, then drop the old).
+    auth_tokens: tuple[str, ...] = ()
+    #: Answer GET <prefix>/health without a token (its status only; details need a token).
+    public_health: bool = False
+    #: Task names that may be enqueued over HTTP; empty: every registered task.
+    allowed_tasks: tuple[str, ...] = ()
+    #: Largest accepted request body; larger ones get 413 before they are parsed.
+    max_body_bytes: int = 1_048_576
 
     def __repr__(self) -> str:
-        return _repr(self, {"auth_token": MASK if self.auth_token else ""})
+        return _repr(
+            self,
+            {
+                "auth_token": MASK if self.auth_token else "",
+                "auth_tokens": f"<{len(self.auth_tokens)} token(s)>",
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -163,7 +177,7 @@ SECTIONS: dict[str, type] = {
 ALL_SECTIONS = (*SECTIONS, "queues", "auto_register")
 
 #: Keys whose values are never shown (redis.url is shown with its password masked).
-SECRET_KEYS = frozenset({"security.signing_keys", "flask.auth_token"})
+SECRET_KEYS = frozenset({"security.signing_keys", "flask.auth_token", "flask.auth_tokens"})
 _SECRETISH = re.compile(r"pass|secret|token|key|auth", re.IGNORECASE)
 
 ENV_PREFIX = "TASK_QUEUE_"
@@ -628,6 +642,12 @@ def _rules(s: Settings) -> list[tuple[str, bool, str]]:
             fl.auth_token == fl.auth_token.strip(),
             "must not start or end with whitespace (a copy-paste accident?)",
         ),
+        (
+            "flask.auth_tokens",
+            all(t and t == t.strip() for t in fl.auth_tokens),
+            "every token must be non-empty and without surrounding whitespace",
+        ),
+        ("flask.max_body_bytes", fl.max_body_bytes >= 1, "must be >= 1"),
         (
             "security.signing_keys",
             all(k and k == k.strip() for k in s.security.signing_keys),

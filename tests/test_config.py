@@ -306,6 +306,8 @@ RULE_CASES = [
     ("scheduler.max_tasks_per_tick", {"scheduler": {"max_tasks_per_tick": 0}}, ">= 1"),
     ("flask.route_prefix", {"flask": {"route_prefix": "tasks/"}}, "start with '/'"),
     ("flask.auth_token", {"flask": {"auth_token": "abc\n"}}, "whitespace"),
+    ("flask.auth_tokens", {"flask": {"auth_tokens": ["t1", " t2"]}}, "whitespace"),
+    ("flask.max_body_bytes", {"flask": {"max_body_bytes": 0}}, ">= 1"),
     ("security.signing_keys", {"security": {"signing_keys": ["k1", ""]}}, "non-empty"),
     ("queues.my queue.priority", {"queues": {"my queue": 1}}, "queue name"),
 ]
