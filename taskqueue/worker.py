@@ -192,9 +192,9 @@ class WorkerPool:
         if self._running:
             self.resize(self.count() + count)
             return
-        self._running = True
         self._stop.clear()
-        self._heartbeat_once()
+        self._heartbeat_once()  # raises when Redis is unreachable: nothing started yet
+        self._running = True
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watchdog_loop, "watchdog")):
             thread = threading.Thread(target=target, name=f"taskqueue-{name}", daemon=True)
             thread.start()

@@ -342,6 +342,9 @@ def test_producer_retries_then_raises_broker_error_without_the_password(registry
     assert "cannot reach Redis while enqueueing 1 task(s)" in text
     assert "s3cr3t-pw" not in text and "user:***@127.0.0.1" in text
     assert "s3cr3t-pw" not in repr(q)
+    with pytest.raises(BrokerError, match="cannot reach Redis while loading scripts to start workers"):
+        q.start_workers(2)
+    assert q.worker_count() == 0
     q.close()
 
 

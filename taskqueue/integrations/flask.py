@@ -331,7 +331,7 @@ class AppState:
                 return
             try:
                 self.queue.start_workers(count if count is not None else self.workers)
-            except redis.exceptions.RedisError as exc:
+            except (redis.exceptions.RedisError, BrokerError) as exc:
                 raise BrokerError(
                     f"cannot start the app's worker threads: {exc}. Start Redis (or fix redis.url), or "
                     "set TASK_QUEUE_START_WORKERS = False and run `flask taskqueue worker` later",
