@@ -5,8 +5,8 @@ the scheduler. It keeps no task state of its own."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -381,7 +381,7 @@ class TaskQueue:
                 f"without braces, got {task_id!r}"
             )
         return EnqueueRequest(
-            id=task_id or uuid.uuid4().hex,
+            id=task_id or os.urandom(16).hex(),  # as random as uuid4, a fraction of the cost
             name=definition.name,
             queue=queue,
             payload=payload,

@@ -29,20 +29,6 @@ from .conftest import wait_until
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Counts requests sent to Redis (one per command or per pipeline), by thread name."""
-    sent: Counter[str] = Counter()
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
-        sent[threading.current_thread().name] += 1
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    return sent
-
-
 # -- the histogram math --------------------------------------------------------------------
 def test_percentiles_interpolate_inside_the_bucket() -> None:
     second = HISTOGRAM_BOUNDS_MS.index(1000)  # the (800 ms, 1 s] bucket

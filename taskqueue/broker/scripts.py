@@ -44,6 +44,7 @@ NAMES = (
     "purge",
     "promote",
     "claim_periodic",
+    "watch",
 )
 
 
