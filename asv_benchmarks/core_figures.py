@@ -24,6 +24,22 @@ from taskqueue.config import Settings
 from taskqueue.embedded import EmbeddedServer
 
 
+class RoundTrips:
+    """Counts client round trips: every command or pipeline is one send on a connection."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        original = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(conn, command, check_health=True):  # type: ignore[no-untyped-def]
+            with self._lock:
+                self.count += 1
+            return original(conn, command, check_health)
+
+        redis.connection.AbstractConnection.send_packed_command = counted
+
+
 def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name: int(v["calls"]) for name, v in client.info("commandstats").items()}
 
@@ -69,6 +85,7 @@ def run(server: EmbeddedServer, opts: argparse.Namespace) -> None:
                 done.set()
 
     figures: dict[str, object] = {}
+    trips = RoundTrips()
     q.start_workers(opts.threads)
     noop.delay().result(timeout=10)  # warm up: scripts loaded, threads idle
 
@@ -94,15 +111,26 @@ def run(server: EmbeddedServer, opts: argparse.Namespace) -> None:
     # Throughput and round trips: enqueue everything in batches, then drain.
     q.stop_workers()
     before = commandstats(admin)
+    trips.count = 0
+    single = [noop.delay() for _ in range(100)]
+    figures["round_trips_per_single_enqueue"] = trips.count / len(single)
+    q.purge("default")
+    before = commandstats(admin)
+    trips.count = 0
     for start in range(0, opts.tasks, 1000):
         q.enqueue_many([counted.s() for _ in range(min(1000, opts.tasks - start))])
+    enqueue_trips = trips.count - 1  # minus the INFO call
     enqueue_stats = delta(before, commandstats(admin))
     before = commandstats(admin)
+    trips.count = 0
     t0 = time.perf_counter()
     q.start_workers(opts.threads)
     done.wait(600)
     elapsed = time.perf_counter() - t0
+    drain_trips = trips.count
     drain_stats = delta(before, commandstats(admin))
+    figures["round_trips_per_task_enqueue_many"] = round(enqueue_trips / opts.tasks, 4)
+    figures["round_trips_per_task_worker"] = round(drain_trips / opts.tasks, 4)
     q.stop_workers()
     figures["drain_tasks_per_s"] = round(opts.tasks / elapsed)
     figures["threads"] = opts.threads

@@ -1,6 +1,6 @@
 """The quick start: a real queue on the embedded server, with nothing else installed.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
 
 from __future__ import annotations

@@ -304,6 +304,12 @@ class _Shutdown:
     help="Let the autoscaler keep between MIN and MAX threads.",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port (0: any free port; needs taskqueue[prometheus]).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -319,13 +325,26 @@ def worker(
     queues: str | None,
     scheduler: bool,
     autoscale: tuple[int, int] | None,
+    metrics_port: int | None,
     log_level: str,
 ) -> None:
     """Run worker threads until SIGTERM or Ctrl-C (a second Ctrl-C stops at once)."""
     logging.basicConfig(
         level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    q = open_queue(ctx, app, url)
+    run_worker(ctx, open_queue(ctx, app, url), workers, queues, scheduler, autoscale, metrics_port)
+
+
+def run_worker(
+    ctx: click.Context,
+    q: TaskQueue,
+    workers: int | None,
+    queues: str | None,
+    scheduler: bool,
+    autoscale: tuple[int, int] | None,
+    metrics_port: int | None = None,
+) -> None:
+    """Serve ``q`` until SIGTERM or Ctrl-C: ``taskqueue worker`` and ``flask taskqueue worker``."""
     served = _parse_queues(q, queues)
     settings = q.settings
     count = workers or settings.workers.initial_count
@@ -349,9 +368,10 @@ def worker(
     q.settings = settings.replace(**changes).validate()
     shutdown = _Shutdown(q.settings.workers.shutdown_grace_period)
     shutdown.install()
+    metrics_url = _serve_metrics(q, metrics_port) if metrics_port is not None else None
     q.start_workers(count, queues=served)
     services = start_enabled_services(q)
-    _banner(q, count, services)
+    _banner(q, count, services, metrics_url)
     shutdown.requested.wait()
     for extension in reversed(list(getattr(q, "_extensions", {}).values())):
         extension.stop()  # no scaling or scheduling while the workers drain
@@ -363,7 +383,20 @@ def worker(
         ctx.exit(EXIT_FAILURE)
 
 
-def _banner(q: TaskQueue, count: int, services: list[str]) -> None:
+def _serve_metrics(q: TaskQueue, port: int) -> str:
+    try:
+        from taskqueue.metrics.prometheus import start_http_server
+    except ImportError as exc:
+        raise UsageFailure(
+            f"--metrics-port needs prometheus_client: pip install 'taskqueue[prometheus]' ({exc})"
+        ) from None
+    try:
+        return start_http_server(q, port).url
+    except OSError as exc:
+        raise UsageFailure(f"--metrics-port {port}: {exc}") from None
+
+
+def _banner(q: TaskQueue, count: int, services: list[str], metrics_url: str | None = None) -> None:
     pool = q.pool
     served = pool.queues if pool else q.settings.queues_by_priority()
     autoscaler = q.settings.autoscaler
@@ -378,6 +411,7 @@ def _banner(q: TaskQueue, count: int, services: list[str]) -> None:
         f"  queues     {', '.join(f'{name} ({q.settings.queues[name]})' for name in served)}",
         f"  threads    {threads}",
         f"  scheduler  {'on' if 'scheduler' in services else 'off'}",
+        f"  metrics    {metrics_url or 'off (--metrics-port)'}",
         f"  tasks      {len(names)}: {shown or '(none registered: check --app)'}",
         f"  process    {socket.gethostname()} pid {os.getpid()}",
         "Stop with Ctrl-C or SIGTERM (graceful); a second Ctrl-C stops at once.",

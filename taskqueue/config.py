@@ -72,8 +72,12 @@ class WorkerSettings:
     shutdown_grace_period: float = 30.0
     #: Longest a worker blocks on Redis while idle (also how often it checks leases).
     idle_poll_seconds: float = 2.0
-    #: Tasks fetched per round trip beyond the free threads (0 = none).
-    prefetch: int = 0
+    #: Most tasks a thread leases beyond the one it runs (0: none). It leases only as
+    #: many as it expects to finish within prefetch_window, judging by recent durations.
+    prefetch: int = 16
+    #: Seconds of work a thread may hold in advance; also the longest a finished
+    #: task's result waits to be stored with the next batch.
+    prefetch_window: float = 0.005
     queues: tuple[str, ...] = ()  # empty: every configured queue
 
 
@@ -129,9 +133,23 @@ class FlaskSettings:
     enable_metrics: bool = True
     enable_health_check: bool = True
     auth_token: str = ""
+    #: More accepted bearer tokens (several clients, or rotation: add the new one, then drop the old).
+    auth_tokens: tuple[str, ...] = ()
+    #: Answer GET <prefix>/health without a token (its status only; details need a token).
+    public_health: bool = False
+    #: Task names that may be enqueued over HTTP; empty: every registered task.
+    allowed_tasks: tuple[str, ...] = ()
+    #: Largest accepted request body; larger ones get 413 before they are parsed.
+    max_body_bytes: int = 1_048_576
 
     def __repr__(self) -> str:
-        return _repr(self, {"auth_token": MASK if self.auth_token else ""})
+        return _repr(
+            self,
+            {
+                "auth_token": MASK if self.auth_token else "",
+                "auth_tokens": f"<{len(self.auth_tokens)} token(s)>",
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -164,7 +182,7 @@ SECTIONS: dict[str, type] = {
 ALL_SECTIONS = (*SECTIONS, "queues", "auto_register")
 
 #: Keys whose values are never shown (redis.url is shown with its password masked).
-SECRET_KEYS = frozenset({"security.signing_keys", "flask.auth_token"})
+SECRET_KEYS = frozenset({"security.signing_keys", "flask.auth_token", "flask.auth_tokens"})
 _SECRETISH = re.compile(r"pass|secret|token|key|auth", re.IGNORECASE)
 
 ENV_PREFIX = "TASK_QUEUE_"
@@ -571,6 +589,7 @@ def _rules(s: Settings) -> list[tuple[str, bool, str]]:
             "blocks this long inside one Redis command",
         ),
         ("workers.prefetch", w.prefetch >= 0, "must be >= 0"),
+        ("workers.prefetch_window", w.prefetch_window >= 0, "must be >= 0 seconds"),
         (
             "workers.queues",
             all(q in s.queues for q in w.queues),
@@ -629,6 +648,12 @@ def _rules(s: Settings) -> list[tuple[str, bool, str]]:
             fl.auth_token == fl.auth_token.strip(),
             "must not start or end with whitespace (a copy-paste accident?)",
         ),
+        (
+            "flask.auth_tokens",
+            all(t and t == t.strip() for t in fl.auth_tokens),
+            "every token must be non-empty and without surrounding whitespace",
+        ),
+        ("flask.max_body_bytes", fl.max_body_bytes >= 1, "must be >= 1"),
         (
             "security.signing_keys",
             all(k and k == k.strip() for k in s.security.signing_keys),

@@ -112,7 +112,12 @@ class TaskHandle:
         """Wait for the outcome: the value, or TaskFailed; TimeoutError after ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            record = self.record()
+            record = self.queue.broker.watch(self.id)
+            if record is None:
+                raise TaskNotFound(
+                    f"task {self.id} is not in Redis: it never existed, was purged, "
+                    "or its result expired (tasks.result_ttl)"
+                )
             if record.final:
                 return self._outcome(record)
             remaining = 3600.0 if deadline is None else deadline - time.monotonic()

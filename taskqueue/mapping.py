@@ -5,7 +5,8 @@ whatever the number of tasks: each sweep reads the status of at most
 ``WINDOW`` unfinished tasks (the oldest first) in one pipeline, reads the
 records of those that finished in one more, and sweeps at most every
 ``MIN_SWEEP_SECONDS``. Between sweeps it blocks on the done signal of the
-oldest unfinished task, so a short map returns as soon as its last task ends.
+oldest unfinished task (``watch`` first: only a watched task is signalled), so
+a short map returns as soon as its last task ends.
 
 Like ``concurrent.futures.Executor.map``, an error, a timeout or an interrupt
 (the notebook's stop button) cancels the tasks that have not finished: the
@@ -150,8 +151,12 @@ def wait(
                     f"q.map: {len(unfinished)} of {len(ids)} tasks had not finished after {timeout:g} s"
                 )
             if not done:
-                block = MAX_BLOCK_SECONDS if remaining is None else min(MAX_BLOCK_SECONDS, remaining)
-                broker.wait_done(ids[unfinished[0]], block)
+                # Only a watched task gets a done signal: register, then block on it.
+                head = ids[unfinished[0]]
+                record = broker.watch(head)
+                if record is not None and not record.final:
+                    block = MAX_BLOCK_SECONDS if remaining is None else min(MAX_BLOCK_SECONDS, remaining)
+                    broker.wait_done(head, block)
             pause = MIN_SWEEP_SECONDS - (time.monotonic() - swept_at)
             if pause > 0:
                 time.sleep(pause if remaining is None else max(0.0, min(pause, remaining)))

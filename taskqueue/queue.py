@@ -5,11 +5,13 @@ the scheduler. It keeps no task state of its own."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import redis
 
 from taskqueue.broker import EnqueueRequest, RedisBroker, create_client, mask_url
 from taskqueue.config import Settings, load_settings
@@ -378,7 +380,7 @@ class TaskQueue:
                 f"without braces, got {task_id!r}"
             )
         return EnqueueRequest(
-            id=task_id or uuid.uuid4().hex,
+            id=task_id or os.urandom(16).hex(),  # as random as uuid4, a fraction of the cost
             name=definition.name,
             queue=queue,
             payload=payload,
@@ -486,9 +488,15 @@ class TaskQueue:
             for q in served:
                 self._check_queue(q)
             served.sort(key=lambda q: -self.settings.queues[q])
+            # Fail here, clearly, when Redis is unreachable: not later in a background thread.
+            self.broker.producer_call(
+                "loading scripts to start workers", lambda: self.broker.scripts.load_all(self.broker.client)
+            )
             self._pool = WorkerPool(self.broker, self.registry, self.settings, served, self.signer)
-            self.broker.scripts.load_all(self.broker.client)
-        self._pool.start(count)
+        try:
+            self._pool.start(count)
+        except redis.exceptions.RedisError as exc:
+            raise self.broker.wrap_error(exc, "registering the worker process") from exc
         if self.settings.scheduler.enabled:
             self.start_scheduler()
 

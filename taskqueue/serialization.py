@@ -37,6 +37,9 @@ class Envelope:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+_CONTAINERS = (list, tuple, dict)
+
+
 def _check_depth(value: Any, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise SerializationError(f"arguments nest deeper than {MAX_DEPTH} levels")
@@ -74,8 +77,11 @@ def loads(data: bytes, *, what: str = "value") -> Any:
 
 def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
     """Encode an envelope; raises SerializationError or PayloadTooLarge, never writes."""
-    _check_depth(envelope.args)
-    _check_depth(envelope.kwargs)
+    # Flat arguments (the common case) need no walk.
+    if any(isinstance(a, _CONTAINERS) for a in envelope.args):
+        _check_depth(envelope.args)
+    if envelope.kwargs and any(isinstance(v, _CONTAINERS) for v in envelope.kwargs.values()):
+        _check_depth(envelope.kwargs)
     body: dict[str, Any] = {"v": ENVELOPE_VERSION, "n": envelope.name, "a": list(envelope.args)}
     if envelope.kwargs:
         body["k"] = envelope.kwargs

@@ -91,6 +91,9 @@ class _Slot:
     in_user_code: bool = False
     retiring: bool = False
     abandoned: bool = False
+    #: Leased tasks waiting for this thread. The watchdog hands them back to the queue
+    #: when the running task turns out slow (deque appends and pops are atomic).
+    buffer: deque[Delivery] = field(default_factory=deque)
 
 
 class _Outage:
@@ -113,6 +116,18 @@ class _Outage:
             if self.since is not None:
                 log.warning("Redis is back after %.1f s; workers resumed", time.monotonic() - self.since)
                 self.since = None
+
+
+class _Average:
+    """Exponentially weighted mean of a thread's recent task durations (seconds)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def add(self, sample: float) -> None:
+        self.value = sample if self.value is None else 0.8 * self.value + 0.2 * sample
 
 
 class _Backoff:
@@ -164,6 +179,8 @@ class WorkerPool:
         self._stop = threading.Event()
         self._watch = threading.Condition()
         self._watch_next = 0.0  # when the watchdog wakes next (monotonic)
+        #: Prefetched tasks given back to their queue because the task ahead of them was slow.
+        self.handed_back = 0
         self._outage = _Outage()
         self._helpers: list[threading.Thread] = []
         self._started_at = time.time()
@@ -180,9 +197,9 @@ class WorkerPool:
         if self._running:
             self.resize(self.count() + count)
             return
-        self._running = True
         self._stop.clear()
-        self._heartbeat_once()
+        self._heartbeat_once()  # raises when Redis is unreachable: nothing started yet
+        self._running = True
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watchdog_loop, "watchdog")):
             thread = threading.Thread(target=target, name=f"taskqueue-{name}", daemon=True)
             thread.start()
@@ -278,37 +295,50 @@ class WorkerPool:
 
     # -- the worker thread ---------------------------------------------------------
     def _run_slot(self, slot: _Slot) -> None:
-        buffer: deque[Delivery] = deque()
-        pending: tuple[Delivery, bytes, int, list[str]] | None = None
+        """Lease, run, store: results are stored in the round trip that leases the next
+        tasks, and a thread running fast tasks leases several at a time.
+
+        How many: a thread prefetches (beyond the task it runs) as many tasks as it
+        expects to finish within ``workers.prefetch_window`` seconds, judging by its
+        recent task durations, at most ``workers.prefetch``. Slow tasks therefore
+        never wait behind each other in a buffer, and a burst of tiny tasks costs
+        one round trip per batch. Results of a batch are stored together, at the
+        latest ``prefetch_window`` after the first of them finished.
+        """
+        buffer = slot.buffer
+        acks: list[tuple[Delivery, bytes, int]] = []
+        #: What the tasks of ``acks`` printed, for those that printed anything.
+        outputs: dict[str, list[str]] = {}
+        first_ack_at = 0.0
         fetched: FetchResult | None = None
         backoff = _Backoff()
-        want = 1 + max(0, self.settings.workers.prefetch)
+        window = self.settings.workers.prefetch_window
+        average = _Average()
         try:
             while not slot.abandoned:
                 leaving = slot.retiring
-                count = 0 if (leaving or buffer) else want
-                try:
-                    if pending is not None:
-                        _, fetched = self.broker.ack_and_fetch(
-                            pending[0], pending[1], pending[2], self.id, self.queues, count, logs=pending[3]
-                        )
-                        self._held.pop(pending[0].id, None)
-                        self._emit("succeeded", pending[0])
-                        pending = None
-                    elif count:
-                        fetched = self.broker.fetch(self.id, self.queues, count)
-                    else:
-                        fetched = None
-                    self._outage.recovered()
-                    backoff.reset()
-                except REDIS_ERRORS as exc:
-                    self._outage.failed(exc)
-                    if leaving and pending is None and buffer:
-                        break  # the leases of the buffered tasks expire; they are redelivered
-                    backoff.pause(self._stop if not leaving else threading.Event())
-                    if self._stop.is_set():
-                        break
-                    continue
+                need_tasks = not buffer and not leaving
+                flush = bool(acks) and (need_tasks or leaving or time.monotonic() - first_ack_at >= window)
+                fetched = None
+                if need_tasks or flush:
+                    count = self._batch_size(average.value) if need_tasks else 0
+                    try:
+                        fetched = self.broker.ack_and_fetch(acks, self.id, self.queues, count, logs=outputs)
+                        self._outage.recovered()
+                        backoff.reset()
+                    except REDIS_ERRORS as exc:
+                        self._outage.failed(exc)
+                        if leaving and not acks and buffer:
+                            break  # the leases of the buffered tasks expire; they are redelivered
+                        backoff.pause(self._stop if not leaving else threading.Event())
+                        if self._stop.is_set():
+                            break
+                        continue
+                    for delivery, _, _ in acks:
+                        self._held.pop(delivery.id, None)
+                        self._emit("succeeded", delivery)
+                    acks = []
+                    outputs = {}
                 if fetched is not None:
                     if fetched.dropped_dead:
                         log.warning(
@@ -324,13 +354,37 @@ class WorkerPool:
                 if not buffer:
                     self._idle_wait(fetched)
                     continue
-                pending = self._execute(slot, buffer.popleft())
+                try:
+                    delivery = buffer.popleft()
+                except IndexError:  # the watchdog handed the rest back meanwhile
+                    continue
+                started = time.monotonic()
+                if buffer and self._watch_next > started + window:
+                    with self._watch:  # so it can hand the buffer back if this task is slow
+                        self._watch.notify_all()
+                outcome = self._execute(slot, delivery)
+                average.add(time.monotonic() - started)
+                if outcome is not None:
+                    if not acks:
+                        first_ack_at = time.monotonic()
+                    acks.append(outcome[:3])
+                    if outcome[3]:
+                        outputs[delivery.id] = outcome[3]
         finally:
             if buffer:
                 self._release(buffer)
+                buffer.clear()
             with self._lock:
                 if slot in self._slots and not slot.abandoned:
                     self._slots.remove(slot)
+
+    def _batch_size(self, average_runtime: float | None) -> int:
+        """1 + the tasks this thread expects to finish within the prefetch window."""
+        limit = self.settings.workers.prefetch
+        if limit <= 0 or average_runtime is None:
+            return 1
+        expected = int(self.settings.workers.prefetch_window / max(average_runtime, 1e-6))
+        return 1 + max(0, min(limit, expected))
 
     def _idle_wait(self, fetched: FetchResult | None) -> None:
         timeout = self.settings.workers.idle_poll_seconds
@@ -560,13 +614,17 @@ class WorkerPool:
         )
         for task_id, reason in [(c, "cancelled") for c in cancelled] + [(x, "lease-lost") for x in lost]:
             running = self._held.get(task_id)
-            if running is not None and running.ctx is not None:
-                running.ctx.cancel(reason)
-                if reason == "lease-lost":
-                    log.warning(
-                        "task %s lost its lease (Redis was unreachable too long); another worker may run it",
-                        task_id,
-                    )
+            if running is None or running.ctx is None or running.timed_out_at is not None:
+                continue  # not started, or its outcome (a timeout) is already stored
+            if running.slot is None or running.slot.current is not running:
+                continue  # finished: its result is on its way (a batch being stored)
+            running.ctx.cancel(reason)
+            if reason == "lease-lost":
+                log.warning(
+                    "task %s lost its lease (it expired, e.g. Redis was unreachable for longer than "
+                    "the lease); another worker may run it, and this attempt's outcome will be ignored",
+                    task_id,
+                )
 
     def _slot_info(self) -> list[dict[str, Any]]:
         """Per thread: its name and the task it runs, for the registry (metrics, monitor)."""
@@ -611,9 +669,19 @@ class WorkerPool:
     # -- timeouts ----------------------------------------------------------------------
     def _watchdog_loop(self) -> None:
         grace = self.settings.tasks.timeout_grace
+        window = self.settings.workers.prefetch_window
         while not self._stop.is_set():
             now = time.monotonic()
             wake_at = now + 1.0
+            with self._lock:
+                slots = list(self._slots)
+            for slot in slots:
+                running = slot.current
+                if slot.buffer and running is not None:
+                    if now >= running.started + window:
+                        self._hand_back(slot)
+                    else:
+                        wake_at = min(wake_at, running.started + window)
             for running in list(self._held.values()):
                 if running.deadline is not None and running.timed_out_at is None:
                     if now >= running.deadline:
@@ -628,6 +696,20 @@ class WorkerPool:
             with self._watch:
                 self._watch_next = wake_at
                 self._watch.wait(max(0.001, wake_at - time.monotonic()))
+
+    def _hand_back(self, slot: _Slot) -> None:
+        """Return a busy thread's prefetched tasks to the front of their queues, so idle
+        threads (here or in other processes) run them instead of waiting behind a slow task."""
+        items: list[Delivery] = []
+        while True:
+            try:
+                items.append(slot.buffer.popleft())
+            except IndexError:
+                break
+        if items:
+            self.handed_back += len(items)
+            log.debug("handing %d prefetched task(s) back: the running task is slow", len(items))
+            self._release(deque(items))
 
     def _time_out(self, running: _Running) -> None:
         slot = running.slot

@@ -419,3 +419,49 @@ def test_worker_refuses_bad_options(app: str) -> None:
         result = run("worker", "--app", app, *args)
         assert result.exit_code == 2, result.output
         assert message in result.stderr
+
+
+def test_worker_with_autoscaler_scheduler_and_prometheus_metrics(
+    app: str, producer: TaskQueue, tmp_path: Path, redis_url: str
+) -> None:
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    proc, banner = start_worker(
+        app, tmp_path, "--url", redis_url, "--autoscale", "1:3", "--scheduler", "--metrics-port", "0"
+    )
+    try:
+        assert "(autoscale 1-3)" in banner and "scheduler  on" in banner
+        url = next(line.split()[1] for line in banner.splitlines() if line.strip().startswith("metrics"))
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
+        assert producer.enqueue(_sig("add", 2, 3)).result(timeout=20) == 5
+        families = {
+            f.name: f for f in text_string_to_metric_families(urlopen(url, timeout=10).read().decode())
+        }
+        processed = {
+            (s.labels["queue"], s.labels["task"]): s.value
+            for s in families["taskqueue_tasks_processed"].samples
+        }
+        assert processed[("default", "add")] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+
+
+def test_metrics_port_in_use_is_one_line_with_exit_2(app: str, tmp_path: Path, redis_url: str) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, **FAST_ENV, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run(
+            [sys.executable, "-m", "taskqueue", "worker", "--app", app, "--url", redis_url, "--metrics-port", str(port)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"--metrics-port {port}: cannot serve Prometheus metrics" in out.stderr
+    assert "Traceback" not in out.stderr

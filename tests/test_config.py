@@ -226,7 +226,7 @@ def test_unknown_variables_are_reported_and_unrelated_ones_ignored(project: Path
     assert [str(p) for p in exc.value.details] == [
         "workers.threads = '3' (from variable TASK_QUEUE_WORKERS__THREADS): unknown setting; "
         "known: initial_count, max_concurrent_tasks, heartbeat_interval, lease_heartbeats, "
-        "shutdown_grace_period, idle_poll_seconds, prefetch, queues"
+        "shutdown_grace_period, idle_poll_seconds, prefetch, prefetch_window, queues"
     ]
     with pytest.raises(ConfigurationError, match="TASK_QUEUE_A__B__C"):
         load_settings(environ={"TASK_QUEUE_A__B__C": "1"})
@@ -272,6 +272,7 @@ RULE_CASES = [
     ("workers.idle_poll_seconds", {"workers": {"idle_poll_seconds": 0}}, "> 0"),
     ("workers.idle_poll_seconds", {"workers": {"idle_poll_seconds": 10}}, "below redis.command_timeout"),
     ("workers.prefetch", {"workers": {"prefetch": -1}}, ">= 0"),
+    ("workers.prefetch_window", {"workers": {"prefetch_window": -0.1}}, ">= 0 seconds"),
     ("workers.queues", {"workers": {"queues": ["high", "nope"]}}, "not configured (nope)"),
     ("tasks.max_retries", {"tasks": {"max_retries": -1}}, ">= 0"),
     ("tasks.timeout_seconds", {"tasks": {"timeout_seconds": 0}}, "> 0"),
@@ -306,6 +307,8 @@ RULE_CASES = [
     ("scheduler.max_tasks_per_tick", {"scheduler": {"max_tasks_per_tick": 0}}, ">= 1"),
     ("flask.route_prefix", {"flask": {"route_prefix": "tasks/"}}, "start with '/'"),
     ("flask.auth_token", {"flask": {"auth_token": "abc\n"}}, "whitespace"),
+    ("flask.auth_tokens", {"flask": {"auth_tokens": ["t1", " t2"]}}, "whitespace"),
+    ("flask.max_body_bytes", {"flask": {"max_body_bytes": 0}}, ">= 1"),
     ("security.signing_keys", {"security": {"signing_keys": ["k1", ""]}}, "non-empty"),
     ("queues.my queue.priority", {"queues": {"my queue": 1}}, "queue name"),
 ]

@@ -17,6 +17,7 @@ import pytest
 from redis.crc import key_slot
 
 from taskqueue import (
+    BrokerError,
     PayloadTooLarge,
     SerializationError,
     Signature,
@@ -65,7 +66,7 @@ def test_class_task_fields_are_the_payload(any_queue: TaskQueue, registry) -> No
     assert result == {"status": "sent", "to": "a@b.c", "subject": "hi"}
 
 
-def test_enqueue_many_is_one_round_trip(any_queue: TaskQueue, registry) -> None:
+def test_enqueue_many_is_one_round_trip(any_queue: TaskQueue, registry, round_trips) -> None:
     @any_queue.task
     def mul(x, y):
         return x * y
@@ -77,17 +78,9 @@ def test_enqueue_many_is_one_round_trip(any_queue: TaskQueue, registry) -> None:
             return "pong"
 
     any_queue.broker.scripts.load_all(any_queue.broker.client)  # once per server, not per call
-    calls = []
-    original = any_queue.broker.client.pipeline
-
-    def counting_pipeline(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    any_queue.broker.client.pipeline = counting_pipeline
+    round_trips.clear()
     handles = any_queue.enqueue_many([mul.s(i, 2) for i in range(50)] + [Ping()])
-    any_queue.broker.client.pipeline = original
-    assert len(calls) == 1
+    assert sum(round_trips.values()) == 1
     with any_queue.running(workers=4):
         results = [h.result(timeout=10) for h in handles]
     assert results == [i * 2 for i in range(50)] + ["pong"]
@@ -192,12 +185,15 @@ def test_enqueue_is_all_or_nothing_when_redis_refuses_a_write(queue, redis_clien
     def job():
         return 1
 
-    # Someone stored a string where the queue list lives: the write fails...
-    redis_client.set(Keys().queue("default"), "not a list")
-    with pytest.raises(Exception, match="WRONGTYPE"):
-        job.delay()
-    # ...and no half-written task is left behind.
+    # Someone stored a string where the low queue's list lives: the write fails...
+    redis_client.set(Keys().queue("low"), "not a list")
+    with pytest.raises(BrokerError, match="WRONGTYPE"):
+        job.apply_async(queue="low")
+    with pytest.raises(BrokerError, match=r"WRONGTYPE.*nothing was enqueued"):
+        queue.enqueue_many([job.s(), job.s(), Signature(job.name, queue="low"), job.s()])
+    # ...and no half-written task, nor half a batch, is left behind.
     assert redis_client.keys(Keys().task_prefix + "*") == []
+    assert redis_client.llen(Keys().queue("default")) == 0
 
 
 def _wait_dead(q: TaskQueue, count: int) -> list:
@@ -264,7 +260,8 @@ def test_bad_entries_go_to_the_dead_letter_queue_and_the_worker_keeps_serving(
 def test_stop_lets_running_tasks_finish_and_returns_prefetched_ones_to_the_front(
     make_queue, redis_client
 ) -> None:
-    q = make_queue(workers={"prefetch": 3})
+    # A window long enough that, after one quick task, the thread leases 1 + 3 at a time.
+    q = make_queue(workers={"prefetch": 3, "prefetch_window": 60})
     started, release = threading.Event(), threading.Event()
 
     @q.task
@@ -277,11 +274,11 @@ def test_stop_lets_running_tasks_finish_and_returns_prefetched_ones_to_the_front
     def quick(label):
         return label
 
-    first = slow.delay("a")
-    rest = [quick.delay(x) for x in "bcd"]
-    extra = quick.delay("e")  # not fetched: 1 running + 3 prefetched
     q.start_workers(1)
-    assert started.wait(10)
+    assert quick.delay("warm-up").result(timeout=10) == "warm-up"  # the thread learns tasks are quick
+    # One atomic batch, so the idle thread's single fetch sees all five.
+    first, *rest, extra = q.enqueue_many([slow.s("a")] + [quick.s(x) for x in "bcde"])
+    assert started.wait(10)  # running a; b, c, d prefetched; e left in the queue
     stopper = threading.Thread(target=q.stop_workers)
     stopper.start()
     release.set()
@@ -294,6 +291,32 @@ def test_stop_lets_running_tasks_finish_and_returns_prefetched_ones_to_the_front
     for h in rest:
         record = h.record()
         assert (record.status, record.attempts) == ("PENDING", 0)
+
+
+def test_prefetched_tasks_do_not_wait_behind_a_slow_one(make_queue) -> None:
+    q = make_queue()  # default prefetch: up to 16 beyond the running task, 5 ms of work ahead
+    started, release = threading.Event(), threading.Event()
+
+    @q.task
+    def slow():
+        started.set()
+        release.wait(20)
+
+    @q.task
+    def quick(i):
+        return i
+
+    q.start_workers(1)
+    warm = q.enqueue_many([quick.s(i) for i in range(20)])
+    assert [h.result(timeout=10) for h in warm] == list(range(20))  # now it prefetches
+    first, *others = q.enqueue_many([slow.s()] + [quick.s(i) for i in range(5)])
+    assert started.wait(10)  # the only thread leased all six and runs the slow one
+    q.scale_workers(2)
+    # The five quick ones run on the new thread while the slow one still blocks.
+    assert [h.result(timeout=10) for h in others] == list(range(5))
+    assert q.pool.handed_back == 5
+    release.set()
+    first.result(timeout=10)
 
 
 # -- at-least-once, with real processes ---------------------------------------------------
@@ -405,6 +428,21 @@ def test_results_are_readable_from_another_process(queue, redis_url) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["{'square': 81}", "ArithmeticError negative True"]
+
+
+def test_the_done_signal_is_written_only_for_tasks_somebody_waits_on(queue, redis_client) -> None:
+    @queue.task
+    def one(i):
+        return i
+
+    with queue.running(workers=2):
+        unwatched = queue.enqueue_many([one.s(i) for i in range(20)])
+        watched = one.delay(99)
+        assert watched.result(timeout=10) == 99
+        wait_until(lambda: all(h.record().status == "SUCCEEDED" for h in unwatched))
+    done = {k.decode() for k in redis_client.keys(Keys().done_prefix + "*")}
+    assert done == {Keys().done(watched.id)}
+    assert [h.result(timeout=1) for h in unwatched] == list(range(20))  # all readable later
 
 
 def test_results_expire_after_their_ttl(make_queue) -> None:

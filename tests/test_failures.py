@@ -275,10 +275,9 @@ def test_an_outcome_from_a_lost_lease_never_overwrites_the_newer_one(any_queue: 
     broker.client.zadd(broker.keys.leases, {handle.id: 0})
     new = broker.fetch("worker-b", ["default"], 1).deliveries[0]
     assert new.id == old.id and new.attempt == 2 and new.token != old.token
-    ok, _ = broker.ack_and_fetch(new, b"\x02", 5, "worker-b", ["default"], 0)
-    assert ok
+    assert broker.ack(new, b"\x02", 5)
     # The stalled worker wakes up and answers late: both kinds of answer are ignored.
-    assert broker.ack_and_fetch(old, b"\x01", 5, "worker-a", ["default"], 0)[0] is False
+    assert broker.ack(old, b"\x01", 5) is False
     stored, _ = broker.fail(old, action="dead", history_entry={}, error=b"", reason="late")
     assert stored is False
     assert handle.result(timeout=1) == 2 and handle.status is TaskStatus.SUCCEEDED
@@ -343,6 +342,9 @@ def test_producer_retries_then_raises_broker_error_without_the_password(registry
     assert "cannot reach Redis while enqueueing 1 task(s)" in text
     assert "s3cr3t-pw" not in text and "user:***@127.0.0.1" in text
     assert "s3cr3t-pw" not in repr(q)
+    with pytest.raises(BrokerError, match="cannot reach Redis while loading scripts to start workers"):
+        q.start_workers(2)
+    assert q.worker_count() == 0
     q.close()
 
 

@@ -23,23 +23,10 @@ from taskqueue import TaskFailed, TaskQueue
 from taskqueue.broker.scripts import HISTOGRAM_BOUNDS_MS
 from taskqueue.metrics import BOUNDS_SECONDS, LatencyStats, TaskQueueMetrics
 from taskqueue.metrics.histogram import COARSE_BOUNDS_SECONDS, N_BUCKETS
-from tests.conftest import wait_until
+
+from .conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Counts requests sent to Redis (one per command or per pipeline), by thread name."""
-    sent: Counter[str] = Counter()
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
-        sent[threading.current_thread().name] += 1
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    return sent
 
 
 # -- the histogram math --------------------------------------------------------------------
@@ -222,7 +209,8 @@ def test_reading_takes_two_round_trips_whatever_the_sizes(
 
 
 def test_round_trips_per_task_unchanged(queue: TaskQueue, round_trips: Counter[str]) -> None:
-    """The counters ride in the ack and fetch scripts: still one round trip per task."""
+    """The counters ride in the ack and fetch scripts: no round trip of their own. Quick
+    tasks are leased and acknowledged in batches, so it is well under one per task."""
 
     @queue.task(name="m.rt")
     def rt(i: int) -> int:
@@ -235,7 +223,7 @@ def test_round_trips_per_task_unchanged(queue: TaskQueue, round_trips: Counter[s
     handles[-1].result(timeout=30)
     wait_until(lambda: queue.get_metrics().queue("default").processed_tasks == n)
     worker = sum(v for k, v in round_trips.items() if k.startswith("taskqueue-worker-"))
-    assert n <= worker <= n + 10  # one ack+fetch pipeline per task, plus idle waits
+    assert 0 < worker <= n // 2  # batched ack+fetch pipelines, plus idle waits
 
 
 def test_json_and_repr(queue: TaskQueue) -> None:

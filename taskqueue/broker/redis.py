@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -343,20 +343,14 @@ class RedisBroker:
         raise AssertionError("unreachable")
 
     # -- producer side -----------------------------------------------------------
-    def _enqueue_call(self, pipe: Any, req: EnqueueRequest) -> None:
+    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
+        """Write tasks with one script call: one round trip, and all of them or none."""
+        if not requests:
+            return []
         k = self.keys
-        self.scripts.queue(
-            pipe,
-            "enqueue",
-            [
-                k.task(req.id),
-                k.queue(req.queue),
-                k.wake(req.queue),
-                k.scheduled,
-                k.wake_scheduler,
-                k.stats(req.queue),
-            ],
-            [
+        args: list[Any] = []
+        for req in requests:
+            args += [
                 req.id,
                 req.payload,
                 req.queue,
@@ -365,21 +359,10 @@ class RedisBroker:
                 req.signature,
                 req.delay_ms,
                 req.eta_ms,
-            ],
-        )
-
-    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
-        """Write tasks in one round trip; all or none (MULTI/EXEC around the scripts)."""
-        if not requests:
-            return []
-
-        def build(pipe: Any) -> None:
-            for req in requests:
-                self._enqueue_call(pipe, req)
-
+            ]
+        keys = [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler, k.stats_prefix]
         results = self.producer_call(
-            f"enqueueing {len(requests)} task(s)",
-            lambda: self._pipeline(build, transaction=len(requests) > 1),
+            f"enqueueing {len(requests)} task(s)", lambda: self._run("enqueue", keys, args)
         )
         return [bool(r) for r in results]
 
@@ -460,6 +443,13 @@ class RedisBroker:
             history=entries,
         )
 
+    def watch(self, task_id: str) -> TaskRecord | None:
+        """Read a task and note that somebody waits for it (so its end is signalled)."""
+        flat = self.producer_call(
+            f"reading task {task_id}", lambda: self._run("watch", [self.keys.task(task_id)], [])
+        )
+        return self._record(task_id, dict(zip(flat[::2], flat[1::2], strict=True)), None)
+
     def wait_done(self, task_id: str, timeout: float) -> bool:
         """Block until the task's done list has an element, or timeout; no polling.
 
@@ -529,26 +519,16 @@ class RedisBroker:
 
         return self._parse_fetch(self._pipeline(build)[0])
 
-    def _ack_call(self, pipe: Any, delivery: Delivery, result: bytes, runtime_ms: int) -> None:
+    def _ack_call(self, pipe: Any, acks: Sequence[tuple[Delivery, bytes, int]]) -> None:
         k = self.keys
+        args: list[Any] = [int(self.settings.tasks.result_ttl * 1000)]
+        for delivery, result, runtime_ms in acks:
+            args += [delivery.id, delivery.token, delivery.queue, result, runtime_ms]
         self.scripts.queue(
             pipe,
             "ack",
-            [
-                k.task(delivery.id),
-                k.leases,
-                k.done(delivery.id),
-                k.stats(delivery.queue),
-                k.history(delivery.id),
-                k.metrics(delivery.queue),
-            ],
-            [
-                delivery.id,
-                delivery.token,
-                result,
-                int(self.settings.tasks.result_ttl * 1000),
-                runtime_ms,
-            ],
+            [k.task_prefix, k.history_prefix, k.done_prefix, k.stats_prefix, k.metrics_prefix, k.leases],
+            args,
         )
 
     def _logs_call(self, pipe: Any, task_id: str, lines: Sequence[str]) -> None:
@@ -565,33 +545,39 @@ class RedisBroker:
 
     def ack_and_fetch(
         self,
-        delivery: Delivery,
-        result: bytes,
-        runtime_ms: int,
+        acks: Sequence[tuple[Delivery, bytes, int]],
         worker_id: str,
         queues: Sequence[str],
         count: int,
-        logs: Sequence[str] = (),
-    ) -> tuple[bool, FetchResult | None]:
-        """Store a result and lease the next tasks in one round trip (count 0: ack only).
+        logs: Mapping[str, Sequence[str]] | None = None,
+    ) -> FetchResult | None:
+        """Store results (delivery, result, runtime ms) and lease up to ``count`` tasks,
+        in one round trip. A result whose lease was lost meanwhile is not stored.
 
-        ``logs``: lines the task printed; when there are none, nothing more is sent.
+        ``logs``: task id -> lines it printed, for the tasks that printed anything; a
+        batch of silent tasks sends nothing more.
         """
         unsent = [bool(logs)]
 
         def build(pipe: Any) -> None:
             # A repeat after NOSCRIPT must not append the lines again: they went through.
-            if unsent[0]:
-                self._logs_call(pipe, delivery.id, logs)
+            if unsent[0] and logs:
+                for task_id, lines in logs.items():
+                    self._logs_call(pipe, task_id, lines)
                 unsent[0] = False
-            self._ack_call(pipe, delivery, result, runtime_ms)
+            if acks:
+                self._ack_call(pipe, acks)
             if count > 0:
                 self._fetch_call(pipe, worker_id, queues, count)
 
+        if not acks and count <= 0:
+            return None
         replies = self._pipeline(build)
-        if count > 0:
-            return bool(replies[-2]), self._parse_fetch(replies[-1])
-        return bool(replies[-1]), None
+        return self._parse_fetch(replies[-1]) if count > 0 else None
+
+    def ack(self, delivery: Delivery, result: bytes, runtime_ms: int = 0) -> bool:
+        """Store one result; False when the lease was lost (nothing written)."""
+        return bool(self._pipeline(lambda pipe: self._ack_call(pipe, [(delivery, result, runtime_ms)]))[0][0])
 
     def fail(
         self,

@@ -45,6 +45,7 @@ NAMES = (
     "snapshot",
     "promote",
     "claim_periodic",
+    "watch",
 )
 
 

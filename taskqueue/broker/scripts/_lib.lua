@@ -48,15 +48,16 @@ local function count_task(m, counter, name)
   end
 end
 
--- One more finished task in the throughput ring: 60 one-second slots, each holding
+-- n more finished tasks (default 1) in the throughput ring: 60 one-second slots, each holding
 -- a count and the epoch second it counts for; a slot from an older minute restarts.
-local function count_finished(m, now)
+local function count_finished(m, now, n)
+  n = n or 1
   local sec = math.floor(now / 1000)
   local slot = sec % 60
   if tonumber(redis.call('HGET', m, 'tpt.' .. slot)) == sec then
-    redis.call('HINCRBY', m, 'tp.' .. slot, 1)
+    redis.call('HINCRBY', m, 'tp.' .. slot, n)
   else
-    redis.call('HSET', m, 'tpt.' .. slot, sec, 'tp.' .. slot, 1)
+    redis.call('HSET', m, 'tpt.' .. slot, sec, 'tp.' .. slot, n)
   end
 end
 

@@ -1,25 +1,68 @@
--- Store a successful outcome and release the lease, only if the caller still
--- holds the lease (its token matches): a late answer from an attempt that
--- lost its lease, or timed out, never overwrites a newer outcome.
--- Also counts the task and its execution time in the queue's metrics hash.
--- KEYS[1] task hash  KEYS[2] leases zset  KEYS[3] done list  KEYS[4] stats hash
--- KEYS[5] history list  KEYS[6] metrics hash of the queue
--- ARGV[1] id  ARGV[2] token  ARGV[3] result bytes  ARGV[4] result ttl ms  ARGV[5] runtime ms
--- Returns 1 when stored, 0 when the token no longer matches (nothing written).
-local task = redis.call('HMGET', KEYS[1], 'token', 'name')
-if task[1] ~= ARGV[2] then
-  return 0
-end
+-- Store the successful outcomes of a batch of tasks and release their leases.
+-- Each is stored only if the caller still holds its lease (the token matches):
+-- a late answer from an attempt that lost its lease, or timed out, never
+-- overwrites a newer outcome. Counters and histograms of the batch are summed
+-- first and written once per field, and the "done" signal that result()
+-- blocks on is only written for tasks somebody waits on (see watch.lua).
+-- KEYS[1] task prefix  KEYS[2] history prefix  KEYS[3] done prefix
+-- KEYS[4] stats prefix KEYS[5] metrics prefix  KEYS[6] leases zset
+-- ARGV[1] result ttl ms, then 5 per task: id, token, queue, result bytes, runtime ms
+-- Returns one 1 (stored) or 0 (token no longer matches: nothing written) per task.
+local tp, hp, dp, sp, mp, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ttl = tonumber(ARGV[1])
 local now = now_ms()
-local ttl = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'status', 'SUCCEEDED', 'result', ARGV[3], 'finished_ms', now,
-  'token', '', 'runtime_ms', ARGV[5])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[5], ttl)
-redis.call('HINCRBY', KEYS[4], 'processed', 1)
-count_task(KEYS[6], 'processed', task[2])
-observe(KEYS[6], 'exec', task[2], tonumber(ARGV[5]))
-count_finished(KEYS[6], now)
-signal_done(KEYS[3], ttl)
-return 1
+local out, acked = {}, {}
+local sums, order = {}, {}
+local finished = {}
+local function add(key, field, n)
+  local slot = sums[key]
+  if not slot then
+    slot = {}
+    sums[key] = slot
+    order[#order + 1] = key
+  end
+  slot[field] = (slot[field] or 0) + n
+end
+for i = 2, #ARGV, 5 do
+  local id, token, queue, runtime = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
+  local t = tp .. id
+  local f = redis.call('HMGET', t, 'token', 'name', 'attempts', 'waiters')
+  if f[1] ~= token then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', t, 'status', 'SUCCEEDED', 'result', ARGV[i + 3], 'finished_ms', now,
+      'token', '', 'runtime_ms', runtime)
+    redis.call('PEXPIRE', t, ttl)
+    if (tonumber(f[3]) or 1) > 1 then
+      redis.call('PEXPIRE', hp .. id, ttl)  -- only retried tasks have a history
+    end
+    if f[4] then
+      signal_done(dp .. id, ttl)
+    end
+    acked[#acked + 1] = id
+    add(sp .. queue, 'processed', 1)
+    local m = mp .. queue
+    finished[m] = (finished[m] or 0) + 1
+    local name = f[2]
+    if name and name ~= '' then
+      add(m, 'processed|' .. name, 1)
+      if runtime and runtime >= 0 then
+        add(m, 'exec.' .. bucket_of(runtime) .. '|' .. name, 1)
+        add(m, 'exec.sum|' .. name, runtime)
+      end
+    end
+    out[#out + 1] = 1
+  end
+end
+for i = 1, #acked, 500 do
+  redis.call('ZREM', leases, unpack(acked, i, math.min(i + 499, #acked)))
+end
+for _, key in ipairs(order) do
+  for field, n in pairs(sums[key]) do
+    redis.call('HINCRBY', key, field, n)
+  end
+end
+for m, n in pairs(finished) do
+  count_finished(m, now, n)
+end
+return out

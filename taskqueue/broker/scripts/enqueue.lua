@@ -1,30 +1,81 @@
--- Write one task: its queue (or schedule) entry and its hash.
--- Atomic, so a task is fully enqueued or not at all. Redis does not roll a
--- script back when a command fails half-way, so the only write that can fail
--- (the queue or schedule entry, if that key holds another type) comes first,
--- and the best-effort wake-up and counter come last, through pcall.
--- KEYS[1] task hash      KEYS[2] queue list   KEYS[3] queue wake list
--- KEYS[4] scheduled zset KEYS[5] scheduler wake list KEYS[6] queue stats hash
--- ARGV[1] id  ARGV[2] payload  ARGV[3] queue  ARGV[4] task name  ARGV[5] max_retries
--- ARGV[6] signature ('' unsigned)  ARGV[7] delay ms (<0: none)  ARGV[8] eta ms (0: none)
--- Returns 1, or 0 when a task with that id exists already (nothing written).
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+-- Write a batch of tasks (one for enqueue(), all of them for enqueue_many()):
+-- for each, its queue (or schedule) entry and its hash. One script, so the
+-- batch is atomic: all of it is written or none. Redis does not roll a script
+-- back when a command fails half-way, so the types of the keys it will write
+-- are checked before anything is written.
+-- KEYS[1] task prefix  KEYS[2] queue prefix  KEYS[3] queue wake prefix
+-- KEYS[4] scheduled zset  KEYS[5] scheduler wake list  KEYS[6] stats prefix
+-- ARGV: 8 per task: id, payload, queue, task name, max_retries, signature ('' unsigned),
+--       delay ms (<0: none), eta ms (0: none)
+-- Returns one 1 per task written, 0 when a task with that id exists already.
+local tp, qp, wp, scheduled, wake_sched, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local function expect(key, kind)
+  local t = redis.call('TYPE', key)
+  t = t.ok or t
+  if t ~= 'none' and t ~= kind then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. kind ..
+      '; nothing was enqueued')
+  end
 end
+local checked = {}
+for i = 1, #ARGV, 8 do
+  local queue = ARGV[i + 2]
+  if not checked[queue] then
+    checked[queue] = true
+    local err = expect(qp .. queue, 'list')
+    if err then return err end
+  end
+end
+local err = expect(scheduled, 'zset')
+if err then return err end
+
 local now = now_ms()
-local delay, eta = tonumber(ARGV[7]), tonumber(ARGV[8])
-local status, due, wake_key = 'PENDING', '', KEYS[3]
-if delay >= 0 or eta > 0 then
-  due = eta > 0 and eta or now + delay
-  status, wake_key = 'SCHEDULED', KEYS[5]
-  redis.call('ZADD', KEYS[4], due, ARGV[1])
-else
-  redis.call('RPUSH', KEYS[2], ARGV[1])
+local out, pending, queues, counts, scheduled_n = {}, {}, {}, {}, 0
+for i = 1, #ARGV, 8 do
+  local id, queue = ARGV[i], ARGV[i + 2]
+  local t = tp .. id
+  if redis.call('EXISTS', t) == 1 then  -- also catches an id repeated in the batch
+    out[#out + 1] = 0
+  else
+    local delay, eta = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
+    local status, due = 'PENDING', ''
+    if delay >= 0 or eta > 0 then
+      due = eta > 0 and eta or now + delay
+      status = 'SCHEDULED'
+      redis.call('ZADD', scheduled, due, id)
+      scheduled_n = scheduled_n + 1
+    else
+      if not pending[queue] then
+        pending[queue] = {}
+        queues[#queues + 1] = queue
+      end
+      local ids = pending[queue]
+      ids[#ids + 1] = id
+    end
+    redis.call('HSET', t, 'payload', ARGV[i + 1], 'queue', queue, 'name', ARGV[i + 3],
+      'max_retries', ARGV[i + 4], 'sig', ARGV[i + 5], 'attempts', 0, 'enqueued_ms', now,
+      'token', '', 'status', status, 'due_ms', due)
+    counts[queue] = (counts[queue] or 0) + 1
+    out[#out + 1] = 1
+  end
 end
-redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'queue', ARGV[3], 'name', ARGV[4],
-  'max_retries', ARGV[5], 'sig', ARGV[6], 'attempts', 0, 'enqueued_ms', now, 'token', '',
-  'status', status, 'due_ms', due)
-redis.pcall('HINCRBY', KEYS[6], 'enqueued', 1)
-redis.pcall('RPUSH', wake_key, '1')
-redis.pcall('LTRIM', wake_key, 0, 63)
-return 1
+local function wake_n(key, n)
+  local tokens = {}
+  for j = 1, math.min(n, 64) do tokens[j] = '1' end
+  redis.call('RPUSH', key, unpack(tokens))
+  redis.call('LTRIM', key, 0, 63)
+end
+for _, queue in ipairs(queues) do
+  local ids = pending[queue]
+  for j = 1, #ids, 500 do
+    redis.call('RPUSH', qp .. queue, unpack(ids, j, math.min(j + 499, #ids)))
+  end
+  wake_n(wp .. queue, #ids)
+end
+if scheduled_n > 0 then
+  wake_n(wake_sched, 1)
+end
+for queue, n in pairs(counts) do
+  redis.call('HINCRBY', sp .. queue, 'enqueued', n)
+end
+return out

@@ -37,8 +37,8 @@ end
 if action ~= 'cancelled' then
   redis.call('HINCRBY', KEYS[4], 'failed', 1)
   count_task(KEYS[12], 'failed', name)
-  count_finished(KEYS[12], now)
 end
+count_finished(KEYS[12], now)
 if action == 'dead' then
   local dropped = bury(ARGV[1], ARGV[7], now, {task_prefix = KEYS[9], history_prefix = KEYS[10],
     done_prefix = KEYS[11], dead_key = KEYS[8], stats_key = KEYS[4], metrics_key = KEYS[12],
