@@ -215,7 +215,7 @@ class Monitor(widgets.VBox):
             name: QueueRow(name, q.settings.queues[name], self._toggle_pause) for name in self.queues
         }
         self.totals = widgets.HTML()
-        self.queue_metrics = widgets.HTML()
+        self.queue_metrics = widgets.HTML(layout=widgets.Layout(overflow="auto"))
         self.chart = widgets.HTML()
         self.rates = widgets.HTML()
         self.workers_summary = widgets.HTML()
