@@ -54,11 +54,20 @@ log = logging.getLogger("taskqueue.worker")
 _slot_numbers = itertools.count(1)
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def _exc_info(exc: BaseException) -> dict[str, Any]:
+    """Type, message and traceback; the traceback starts at the task's own code,
+    without the worker frames above it (unless the error arose in taskqueue itself)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    shown = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
     return {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
         "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "traceback": shown,
     }
 
 
