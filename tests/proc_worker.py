@@ -25,7 +25,7 @@ FAST = {
 
 
 def build(url: str) -> TaskQueue:
-    q = TaskQueue(url, settings=Settings().replace(**FAST))
+    q = TaskQueue(url, settings=Settings().replace(**FAST), registry=TaskRegistry())
     ledger = redis.Redis.from_url(url)
 
     @q.task(name="ledger.record", max_retries=5)
