@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import redis
 
-from taskqueue import TaskQueue
+from taskqueue import TaskQueue, TaskRegistry
 from taskqueue.config import Settings
 
 FAST = {

@@ -431,14 +431,27 @@ def test_results_are_readable_from_another_process(queue, redis_url) -> None:
 
 
 def test_the_done_signal_is_written_only_for_tasks_somebody_waits_on(queue, redis_client) -> None:
+    release = threading.Event()
+
     @queue.task
     def one(i):
         return i
 
+    @queue.task
+    def held():
+        release.wait(10)
+        return "held"
+
     with queue.running(workers=2):
         unwatched = queue.enqueue_many([one.s(i) for i in range(20)])
-        watched = one.delay(99)
-        assert watched.result(timeout=10) == 99
+        watched = held.delay()
+        results = []
+        waiter = threading.Thread(target=lambda: results.append(watched.result(timeout=10)))
+        waiter.start()
+        wait_until(lambda: redis_client.hget(Keys().task(watched.id), "waiters"))
+        release.set()
+        waiter.join(10)
+        assert results == ["held"]
         wait_until(lambda: all(h.record().status == "SUCCEEDED" for h in unwatched))
     done = {k.decode() for k in redis_client.keys(Keys().done_prefix + "*")}
     assert done == {Keys().done(watched.id)}
