@@ -69,7 +69,8 @@ class TaskQueue:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a string such as 'redis://localhost:6379/0', got {url!r}")
         self.settings = settings or load_settings()
-        self.registry = registry or default_registry
+        # "is None", not "or": an empty TaskRegistry is falsy (it has __len__).
+        self.registry = registry if registry is not None else default_registry
         url = url or self.settings.redis.url
         self._server = None
         if not url:
