@@ -8,11 +8,15 @@ the embedded one; it must be a throw-away database (it is flushed).
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
+import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -95,11 +99,38 @@ def settings(**overrides: Any) -> Settings:
     return Settings().replace(**overrides) if overrides else Settings()
 
 
+PREFIX = "tq-bench-"
+#: Temporary server directories of this suite and of peers/compare.py.
+ORPHAN_PREFIXES = (PREFIX, "tq-compare-")
+
+
+def reap_orphans() -> None:
+    """Stop servers left by benchmark processes that were killed (asv's timeout).
+
+    The embedded server runs in its own session, so it outlives a killed
+    benchmark. Each data directory records its owner's pid; a server whose
+    owner is gone is stopped by the pid it recorded, and its directory removed.
+    """
+    owner_files = [f for p in ORPHAN_PREFIXES for f in Path(tempfile.gettempdir()).glob(p + "*/owner.pid")]
+    for owner_file in owner_files:
+        try:
+            if psutil.pid_exists(int(owner_file.read_text())):
+                continue
+            pid = int((owner_file.parent / "server.pid").read_text())
+            if psutil.pid_exists(pid) and "server" in psutil.Process(pid).name():
+                os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError, psutil.Error):
+            continue
+        shutil.rmtree(owner_file.parent, ignore_errors=True)
+
+
 def open_bench(**overrides: Any) -> Bench:
     url = os.environ.get("TASKQUEUE_BENCH_URL", "")
     server = tmp = None
     if not url:
-        tmp = tempfile.TemporaryDirectory(prefix="tq-bench-")
+        reap_orphans()
+        tmp = tempfile.TemporaryDirectory(prefix=PREFIX)
+        (Path(tmp.name) / "owner.pid").write_text(str(os.getpid()))
         server = EmbeddedServer(tmp.name, persistent=False)
         server.start()
         url = server.url
@@ -196,5 +227,5 @@ class PeakRss:
 def percentile(samples: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(samples)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[rank]

@@ -53,14 +53,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import redis
+
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 ROOT = HERE.parents[1]
-for _path in (str(APPS), str(ROOT)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import redis  # noqa: E402
 
 COUNTER = "bench:done"
 METRICS = ("single_enqueue", "batch_enqueue", "end_to_end")
@@ -129,9 +126,13 @@ def server(url: str | None):
     if url:
         yield url
         return
+    from benchmarks.common import reap_orphans
+
     from taskqueue.embedded import EmbeddedServer
 
+    reap_orphans()  # servers of earlier runs that were killed
     with tempfile.TemporaryDirectory(prefix="tq-compare-") as tmp:
+        (Path(tmp) / "owner.pid").write_text(str(os.getpid()))
         srv = EmbeddedServer(tmp, persistent=False)
         srv.start()
         try:
@@ -401,6 +402,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The adapters (apps/) and the taskqueue of this checkout, whatever is installed.
+    for path in (str(ROOT), str(ROOT / "asv_benchmarks"), str(APPS)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
     say = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
