@@ -27,6 +27,15 @@ setup(
         "prometheus": ["prometheus_client>=0.20"],
         "flask": ["flask>=3.0"],
         "notebook": ["ipywidgets>=8.1", "ipykernel>=6.29", "jupyterlab>=4.0"],
+        # The peers of asv_benchmarks/peers/compare.py, never part of the main install.
+        "bench": [
+            "asv>=0.6",
+            "rq>=2.0",
+            "huey>=2.5",
+            "dramatiq[redis]>=1.17",
+            "celery[redis]>=5.4",
+            "pyinstrument>=4.6",
+        ],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
