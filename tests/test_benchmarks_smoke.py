@@ -92,8 +92,8 @@ def test_worker_benchmarks_measure_something(bench_modules, monkeypatch: pytest.
     trips = worker.RoundTrips()
     trips.tasks = 200
     counts = trips.setup_cache()
-    # Every task needs at least its enqueue script and its fetch/ack scripts.
-    assert trips.track_client_commands_per_task(counts) >= 2
+    # enqueue_many and the workers' batched ack+fetch send far fewer commands than tasks.
+    assert 0 < trips.track_client_commands_per_task(counts) <= 3
     assert 0 < trips.track_round_trips_per_task(counts) < trips.track_server_commands_per_task(counts)
 
 
