@@ -5,6 +5,7 @@ the scheduler. It keeps no task state of its own."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from taskqueue.task import Signature, Task, TaskFunction, definition_of, functio
 from taskqueue.worker import WorkerPool
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("taskqueue.queue")
 
 
 def _seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -267,9 +269,22 @@ class TaskQueue:
             for q in served:
                 self._check_queue(q)
             served.sort(key=lambda q: -self.settings.queues[q])
+            broker = self.broker
+            broker.producer_call("loading scripts", lambda: broker.scripts.load_all(broker.client))
+            self._warn_if_evicting()
             self._pool = WorkerPool(self.broker, self.registry, self.settings, served, self.signer)
-            self.broker.scripts.load_all(self.broker.client)
         self._pool.start(count)
+
+    def _warn_if_evicting(self) -> None:
+        """Say so at start-up when Redis may evict our keys under memory pressure."""
+        policy = self.broker.eviction_policy()
+        if policy is not None and policy != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is %r: when Redis reaches maxmemory it may evict queued "
+                "tasks, results and dead letters. Set maxmemory-policy noeviction (producers then "
+                "get BrokerError when memory is full, and nothing is lost)",
+                policy,
+            )
 
     def worker_count(self) -> int:
         return self._pool.count() if self._pool else 0

@@ -73,6 +73,15 @@ class _Running:
     deadline: float | None = None  # monotonic
     timed_out_at: float | None = None
     started: float = 0.0
+    #: When the request that last renewed the lease was sent (monotonic): the
+    #: server's deadline is at least this plus the lease, never earlier.
+    lease_from: float = field(default_factory=time.monotonic)
+    lease_lost_at: float | None = None
+
+    @property
+    def stopped_at(self) -> float | None:
+        """When the watchdog told the attempt to stop (timeout or lost lease)."""
+        return self.timed_out_at if self.timed_out_at is not None else self.lease_lost_at
 
 
 @dataclass(eq=False)
@@ -133,6 +142,13 @@ class _AsyncTimeout(TaskTimeout):
         super().__init__("", 0)
 
 
+class _AsyncLeaseLost(TaskCancelled):
+    """Raised inside a task thread whose lease could not be renewed in time."""
+
+    def __init__(self) -> None:
+        super().__init__("the task's lease was lost; another worker may run it")
+
+
 class WorkerPool:
     """Worker threads of one process for one set of queues."""
 
@@ -162,6 +178,11 @@ class WorkerPool:
         self._helpers: list[threading.Thread] = []
         self._started_at = time.time()
         self._running = False
+        # A lease not renewed for this long is given up *locally*, a margin before
+        # the server may hand the task to another worker, so that two attempts
+        # of one task never run at the same time (as far as Python can stop a thread).
+        lease = settings.lease_seconds
+        self._lease_limit = lease - 0.5 * min(settings.workers.heartbeat_interval, lease / 3)
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.id} threads={self.count()} queues={','.join(self.queues)}>"
@@ -173,7 +194,10 @@ class WorkerPool:
             return
         self._running = True
         self._stop.clear()
-        self._heartbeat_once()
+        try:
+            self._heartbeat_once()
+        except REDIS_ERRORS as exc:  # e.g. out of memory: the heartbeat thread keeps trying
+            self._outage.failed(exc)
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watchdog_loop, "watchdog")):
             thread = threading.Thread(target=target, name=f"taskqueue-{name}", daemon=True)
             thread.start()
@@ -267,13 +291,22 @@ class WorkerPool:
             while not slot.abandoned:
                 leaving = slot.retiring
                 count = 0 if (leaving or buffer) else want
+                sent = time.monotonic()
                 try:
                     if pending is not None:
-                        _, fetched = self.broker.ack_and_fetch(
+                        stored, fetched = self.broker.ack_and_fetch(
                             pending[0], pending[1], pending[2], self.id, self.queues, count
                         )
                         self._held.pop(pending[0].id, None)
-                        self._emit("succeeded", pending[0])
+                        if stored:
+                            self._emit("succeeded", pending[0])
+                        else:
+                            log.warning(
+                                "task %s: outcome of attempt %d discarded: its lease was lost and the "
+                                "task was delivered again; the newer attempt's outcome stands",
+                                pending[0].id,
+                                pending[0].attempt,
+                            )
                         pending = None
                     elif count:
                         fetched = self.broker.fetch(self.id, self.queues, count)
@@ -297,7 +330,7 @@ class WorkerPool:
                             fetched.dropped_dead,
                         )
                     for d in fetched.deliveries:
-                        self._held[d.id] = _Running(d)
+                        self._held[d.id] = _Running(d, lease_from=sent)
                     buffer.extend(fetched.deliveries)
                 if leaving:
                     break
@@ -342,6 +375,12 @@ class WorkerPool:
         running = self._held.setdefault(delivery.id, _Running(delivery))
         running.slot = slot
         running.started = time.monotonic()
+        if running.started >= running.lease_from + self._lease_limit:
+            # Prefetched, then its lease lapsed (Redis was unreachable): it may be
+            # running elsewhere by now, so it must not start here.
+            self._held.pop(delivery.id, None)
+            log.warning("task %s: not started, its lease lapsed while it waited", delivery.id)
+            return None
         try:
             if not self.signer.verify(delivery.payload, delivery.signature):
                 raise Reject("bad-signature: the task is unsigned or its signature does not match")
@@ -378,6 +417,8 @@ class WorkerPool:
                     slot.current = running
                     slot.in_user_code = True
                 try:
+                    if running.lease_lost_at is not None:  # lost just before the call
+                        raise _AsyncLeaseLost()
                     value = call()
                 finally:
                     with slot.lock:
@@ -403,6 +444,11 @@ class WorkerPool:
             self._record_failure(running, exc, force="dead")
             return None
         except TaskCancelled as exc:
+            if running.lease_lost_at is not None:
+                # Nothing to store: the lease is gone, and the server's lease expiry
+                # redelivers the task (counted, with a lease-expired history entry).
+                self._held.pop(delivery.id, None)
+                return None
             cancelled = running.ctx is not None and running.ctx.cancel_reason == "cancelled"
             self._record_failure(running, exc, force="cancelled" if cancelled else None)
             return None
@@ -505,7 +551,8 @@ class WorkerPool:
 
     # -- heartbeat ---------------------------------------------------------------------
     def _heartbeat_once(self) -> None:
-        held = [(d.delivery.id, d.delivery.token) for d in list(self._held.values())]
+        holding = [r for r in list(self._held.values()) if r.lease_lost_at is None]
+        held = [(r.delivery.id, r.delivery.token) for r in holding]
         info = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -514,18 +561,22 @@ class WorkerPool:
             "busy": self.busy(),
             "started_at": self._started_at,
         }
+        sent = time.monotonic()
         cancelled, lost = self.broker.heartbeat(
             self.id, info, held, registry_ttl=2 * self.settings.workers.heartbeat_interval
         )
-        for task_id, reason in [(c, "cancelled") for c in cancelled] + [(x, "lease-lost") for x in lost]:
+        lost_ids = set(lost)
+        for running in holding:
+            if running.delivery.id not in lost_ids:
+                running.lease_from = sent
+        for task_id in cancelled:
             running = self._held.get(task_id)
             if running is not None and running.ctx is not None:
-                running.ctx.cancel(reason)
-                if reason == "lease-lost":
-                    log.warning(
-                        "task %s lost its lease (Redis was unreachable too long); another worker may run it",
-                        task_id,
-                    )
+                running.ctx.cancel("cancelled")
+        for task_id in lost_ids:
+            running = self._held.get(task_id)
+            if running is not None:
+                self._lose_lease(running, "the server gave it to another worker")
 
     def _heartbeat_loop(self) -> None:
         """Heartbeat every interval; in between, block on this process's control list
@@ -556,16 +607,20 @@ class WorkerPool:
             now = time.monotonic()
             wake_at = now + 1.0
             for running in list(self._held.values()):
-                if running.deadline is not None and running.timed_out_at is None:
+                if running.deadline is not None and running.stopped_at is None:
+                    lease_until = running.lease_from + self._lease_limit
                     if now >= running.deadline:
                         self._time_out(running)
+                    elif now >= lease_until:
+                        self._lose_lease(running, f"not renewed for {now - running.lease_from:.1f} s")
                     else:
-                        wake_at = min(wake_at, running.deadline)
-                if running.timed_out_at is not None:
-                    if now >= running.timed_out_at + grace:
+                        wake_at = min(wake_at, running.deadline, lease_until)
+                stopped_at = running.stopped_at
+                if stopped_at is not None:
+                    if now >= stopped_at + grace:
                         self._abandon(running)
                     else:
-                        wake_at = min(wake_at, running.timed_out_at + grace)
+                        wake_at = min(wake_at, stopped_at + grace)
             with self._watch:
                 self._watch.wait(max(0.001, wake_at - time.monotonic()))
 
@@ -587,6 +642,29 @@ class WorkerPool:
         self._record_failure(running, TaskTimeout(running.delivery.id, timeout))
         self._held[running.delivery.id] = running  # keep watching until it returns or is abandoned
 
+    def _lose_lease(self, running: _Running, why: str) -> None:
+        """Stop an attempt whose lease is lost or about to be: the server will
+        (or did) hand the task to another worker, and two attempts must not overlap."""
+        slot = running.slot
+        if running.lease_lost_at is not None or running.timed_out_at is not None:
+            return
+        running.lease_lost_at = time.monotonic()
+        if running.ctx is not None:
+            running.ctx.cancel("lease-lost")
+        if slot is not None:
+            with slot.lock:
+                if slot.current is running and slot.in_user_code and slot.thread is not None:
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_AsyncLeaseLost)
+                    )
+        log.warning(
+            "task %s attempt %d lost its lease (%s); it is stopped here, and runs again "
+            "elsewhere once the lease expires",
+            running.delivery.id,
+            running.delivery.attempt,
+            why,
+        )
+
     def _abandon(self, running: _Running) -> None:
         slot = running.slot
         if slot is None or slot.current is not running or slot.abandoned:
@@ -600,9 +678,10 @@ class WorkerPool:
                 self._spawn_locked()
         self._held.pop(running.delivery.id, None)
         log.error(
-            "task %s ignored its timeout (blocked in code that cannot be interrupted); its thread "
+            "task %s ignored its %s (blocked in code that cannot be interrupted); its thread "
             "is abandoned and replaced so the pool keeps its capacity",
             running.delivery.id,
+            "timeout" if running.timed_out_at is not None else "lost lease",
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -64,6 +65,9 @@ class EnqueueRequest:
     max_retries: int = 3
     delay_ms: int = -1
     eta_ms: int = 0
+    #: Random per request: when a reply is lost and the call is repeated, the
+    #: script recognises its own earlier write instead of reporting a duplicate id.
+    nonce: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
 
 @dataclass(slots=True)
@@ -204,6 +208,7 @@ class RedisBroker:
                 req.signature,
                 req.delay_ms,
                 req.eta_ms,
+                req.nonce,
             ],
         )
 
@@ -643,6 +648,18 @@ class RedisBroker:
                 "reading paused queues", lambda: self.client.smembers(self.keys.paused)
             )
         }
+
+    def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy``, or None where the server does not say
+        (INFO refused by an ACL, or memory://)."""
+        try:
+            info = self.client.info("memory")
+        except redis.exceptions.ResponseError:
+            return None
+        except redis.exceptions.RedisError as exc:
+            raise self.wrap_error(exc, "reading the server's memory policy") from exc
+        policy = info.get("maxmemory_policy")
+        return str(policy) if policy is not None else None
 
     def ping(self) -> float:
         """Round-trip time in seconds."""

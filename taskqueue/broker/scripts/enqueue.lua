@@ -7,8 +7,14 @@
 -- KEYS[4] scheduled zset KEYS[5] scheduler wake list KEYS[6] queue stats hash
 -- ARGV[1] id  ARGV[2] payload  ARGV[3] queue  ARGV[4] task name  ARGV[5] max_retries
 -- ARGV[6] signature ('' unsigned)  ARGV[7] delay ms (<0: none)  ARGV[8] eta ms (0: none)
+-- ARGV[9] nonce of this request
 -- Returns 1, or 0 when a task with that id exists already (nothing written).
+-- The same request repeated (its reply was lost with a dropped connection and
+-- the client sent it again) finds its own nonce and returns 1 again.
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'nonce') == ARGV[9] then
+    return 1
+  end
   return 0
 end
 local now = now_ms()
@@ -23,7 +29,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'queue', ARGV[3], 'name', ARGV[4],
   'max_retries', ARGV[5], 'sig', ARGV[6], 'attempts', 0, 'enqueued_ms', now, 'token', '',
-  'status', status, 'due_ms', due)
+  'status', status, 'due_ms', due, 'nonce', ARGV[9])
 redis.pcall('HINCRBY', KEYS[6], 'enqueued', 1)
 redis.pcall('RPUSH', wake_key, '1')
 redis.pcall('LTRIM', wake_key, 0, 63)
