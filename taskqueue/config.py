@@ -26,6 +26,9 @@ class RedisSettings:
     retry_attempts: int = 5
     retry_max_seconds: float = 10.0
 
+    def __repr__(self) -> str:
+        return _masked_repr(self)
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -90,11 +93,44 @@ class FlaskSettings:
     enable_health_check: bool = True
     auth_token: str = ""
 
+    def __repr__(self) -> str:
+        return _masked_repr(self)
+
 
 @dataclass(frozen=True)
 class SecuritySettings:
     #: HMAC-SHA256 keys; the first signs, every one is accepted (key rotation).
     signing_keys: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return _masked_repr(self)
+
+
+#: Settings whose values are secrets: masked in every repr and error message.
+SECRET_SETTINGS = frozenset({"redis.url", "flask.auth_token", "security.signing_keys"})
+
+
+def mask_value(key: str, value: Any) -> str:
+    """The repr of a setting's value, with secrets hidden (``key`` is ``section.name``)."""
+    if key not in SECRET_SETTINGS:
+        return repr(value)
+    if key == "redis.url" and isinstance(value, str):
+        from taskqueue.broker.connection import mask_url
+
+        return repr(mask_url(value))
+    if isinstance(value, (tuple, list)):
+        return f"<{len(value)} hidden>"
+    return "'***'" if value else repr(value)
+
+
+def _masked_repr(section: Any) -> str:
+    prefix = {"RedisSettings": "redis", "FlaskSettings": "flask", "SecuritySettings": "security"}
+    name = type(section).__name__
+    parts = [
+        f"{f.name}={mask_value(f'{prefix[name]}.{f.name}', getattr(section, f.name))}"
+        for f in dataclasses.fields(section)
+    ]
+    return f"{name}({', '.join(parts)})"
 
 
 DEFAULT_QUEUES: dict[str, int] = {"high": 10, "default": 5, "low": 1}
@@ -113,6 +149,23 @@ class Settings:
     #: Queue name -> priority; a worker always serves the highest priority first.
     queues: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_QUEUES))
     auto_register: bool = True
+
+    def __post_init__(self) -> None:
+        # Queue names become part of Redis keys: the same rules as task names.
+        from taskqueue.registry import check_name
+
+        problems = []
+        for name, priority in self.queues.items():
+            try:
+                check_name(name, "queue name")
+            except ValueError as exc:
+                problems.append(f"queues: {exc}")
+            if isinstance(priority, bool) or not isinstance(priority, int):
+                problems.append(f"queues.{name}.priority = {priority!r}: expected an int")
+        if not self.queues:
+            problems.append("queues: at least one queue must be configured")
+        if problems:
+            raise ConfigurationError(problems)
 
     @property
     def lease_seconds(self) -> float:
@@ -166,7 +219,7 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
                 raise ValueError
             return str(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(f"{key} = {value!r}: expected {kind.__name__}") from None
+        raise ConfigurationError(f"{key} = {mask_value(key, value)}: expected {kind.__name__}") from None
     return value
 
 

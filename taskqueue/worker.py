@@ -382,6 +382,11 @@ class WorkerPool:
             log.warning("task %s: not started, its lease lapsed while it waited", delivery.id)
             return None
         try:
+            limit = self.settings.tasks.max_payload_bytes
+            if len(delivery.payload) > limit:  # not even decoded: written around the producer's check
+                raise Reject(
+                    f"bad-payload: {len(delivery.payload)} bytes, over tasks.max_payload_bytes ({limit})"
+                )
             if not self.signer.verify(delivery.payload, delivery.signature):
                 raise Reject("bad-signature: the task is unsigned or its signature does not match")
             try:
@@ -431,7 +436,9 @@ class WorkerPool:
             try:
                 data = dumps(value, what=f"result of task {definition.name!r}")
                 if len(data) > self.settings.tasks.max_result_bytes:
-                    raise PayloadTooLarge(len(data), self.settings.tasks.max_result_bytes, "result")
+                    raise PayloadTooLarge(
+                        len(data), self.settings.tasks.max_result_bytes, "result", "tasks.max_result_bytes"
+                    )
             except SerializationError as exc:
                 self._record_failure(running, exc, force="failed")
                 return None
