@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from taskqueue.errors import BrokerError
 
@@ -82,8 +84,13 @@ class EmbeddedServer:
 
     def answering(self) -> bool:
         try:
+            # No retries: redis-py's default (3, with backoff) made every start on an
+            # empty data directory wait ~4 s for a socket that could not be there yet.
             client = redis.Redis(
-                unix_socket_path=self.socket_path, socket_timeout=1, socket_connect_timeout=1
+                unix_socket_path=self.socket_path,
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 0),
             )
             try:
                 return bool(client.ping())

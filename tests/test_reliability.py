@@ -136,3 +136,14 @@ def test_workers_start_while_redis_is_out_of_memory(own_server, registry, caplog
     assert handle.result(timeout=10) == 1
     q.close()
     assert "Redis is unreachable or failing" in caplog.text
+
+
+def test_probing_a_server_that_is_not_there_answers_at_once(tmp_path) -> None:
+    """redis-py's default retries made each start of the embedded server wait
+    about 4 s on its own probe of a socket that could not exist yet."""
+    import time
+
+    server = EmbeddedServer(tmp_path / "absent")
+    started = time.monotonic()
+    assert server.answering() is False
+    assert time.monotonic() - started < 1.0
