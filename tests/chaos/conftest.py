@@ -34,6 +34,15 @@ def scaled(n: int) -> int:
     return max(1, int(n * SCALE))
 
 
+def patience(seconds: float) -> float:
+    """A wait bound that grows with the scale (bigger runs take longer)."""
+    return seconds * max(1.0, SCALE)
+
+
+#: Every chaos test: slow (skipped by --skip-slow) and with a time limit that scales.
+CHAOS = [pytest.mark.slow, pytest.mark.timeout(patience(120))]
+
+
 def report(name: str, **figures: object) -> None:
     """Print the figures of a run and keep them in test-artifacts/."""
     line = {"scenario": name, "scale": SCALE, **figures}

@@ -9,11 +9,9 @@ import os
 import subprocess
 import sys
 
-import pytest
+from .conftest import CHAOS, ROOT, report, scaled
 
-from .conftest import ROOT, report, scaled
-
-pytestmark = pytest.mark.slow
+pytestmark = CHAOS
 
 
 def test_soak_memory_is_flat_and_no_key_leaks(chaos_server) -> None:

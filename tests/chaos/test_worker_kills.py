@@ -6,11 +6,9 @@ import random
 import threading
 import time
 
-import pytest
+from .conftest import CHAOS, Ledger, Workers, check_ledger, producer, report, scaled, work
 
-from .conftest import Ledger, Workers, check_ledger, producer, report, scaled, work
-
-pytestmark = pytest.mark.slow
+pytestmark = CHAOS
 
 
 def test_random_worker_kills_lose_nothing(chaos_server, redis_client, redis_url, tmp_path) -> None:
