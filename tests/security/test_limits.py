@@ -144,3 +144,17 @@ def test_unregistered_names_and_bad_ids_are_refused_at_enqueue(queue) -> None:
     for bad in ("x" * 129, "a{b}", ""):
         with pytest.raises(ValueError, match="task_id must be a non-empty string of at most 128 characters"):
             job.apply_async(task_id=bad)
+
+
+def test_per_call_options_are_checked_at_enqueue(queue) -> None:
+    @queue.task
+    def job():
+        return 1
+
+    for bad in (0, -1, "soon", float("nan"), True):
+        with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+            job.apply_async(timeout=bad)
+    for bad in (-1, 1.5, "3", True):
+        with pytest.raises(ValueError, match="max_retries must be an int >= 0"):
+            job.apply_async(max_retries=bad)
+    assert queue.pending("default") == {"default": 0}
