@@ -183,6 +183,7 @@ class WorkerPool:
         # of one task never run at the same time (as far as Python can stop a thread).
         lease = settings.lease_seconds
         self._lease_limit = lease - 0.5 * min(settings.workers.heartbeat_interval, lease / 3)
+        self._lease_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.id} threads={self.count()} queues={','.join(self.queues)}>"
@@ -372,15 +373,17 @@ class WorkerPool:
     # -- running one task ----------------------------------------------------------
     def _execute(self, slot: _Slot, delivery: Delivery) -> tuple[Delivery, bytes, int] | None:
         """Run a delivery; return what to ack, or None when its outcome is already stored."""
-        running = self._held.setdefault(delivery.id, _Running(delivery))
-        running.slot = slot
-        running.started = time.monotonic()
-        if running.started >= running.lease_from + self._lease_limit:
-            # Prefetched, then its lease lapsed (Redis was unreachable): it may be
-            # running elsewhere by now, so it must not start here.
+        running = self._held.get(delivery.id)
+        now = time.monotonic()
+        lapsed = running is None or running.lease_lost_at is not None
+        if lapsed or now >= running.lease_from + self._lease_limit:
+            # Fetched ahead, then its lease lapsed or was lost while it waited: it
+            # may be running elsewhere by now, so it must not start here.
             self._held.pop(delivery.id, None)
-            log.warning("task %s: not started, its lease lapsed while it waited", delivery.id)
+            log.warning("task %s: not started, its lease was lost while it waited", delivery.id)
             return None
+        running.slot = slot
+        running.started = now
         try:
             limit = self.settings.tasks.max_payload_bytes
             if len(delivery.payload) > limit:  # not even decoded: written around the producer's check
@@ -653,17 +656,17 @@ class WorkerPool:
         """Stop an attempt whose lease is lost or about to be: the server will
         (or did) hand the task to another worker, and two attempts must not overlap."""
         slot = running.slot
-        if running.lease_lost_at is not None or running.timed_out_at is not None:
-            return
-        running.lease_lost_at = time.monotonic()
-        if running.ctx is not None:
-            running.ctx.cancel("lease-lost")
-        if slot is not None:
-            with slot.lock:
-                if slot.current is running and slot.in_user_code and slot.thread is not None:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                        ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_AsyncLeaseLost)
-                    )
+        # The heartbeat and the watchdog may both get here: one of them acts.
+        with slot.lock if slot is not None else self._lease_lock:
+            if running.lease_lost_at is not None or running.timed_out_at is not None:
+                return
+            running.lease_lost_at = time.monotonic()
+            if running.ctx is not None:
+                running.ctx.cancel("lease-lost")
+            if slot is not None and slot.current is running and slot.in_user_code and slot.thread is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_AsyncLeaseLost)
+                )
         log.warning(
             "task %s attempt %d lost its lease (%s); it is stopped here, and runs again "
             "elsewhere once the lease expires",
