@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskqueue import TaskFailed, TaskQueue, TaskRegistry, TaskStatus, load_settings
+from taskqueue import Signature, TaskFailed, TaskQueue, TaskRegistry, TaskStatus, load_settings
 from taskqueue.serialization import Envelope, Signer, decode, encode
 
 from ..conftest import make_settings
@@ -129,7 +129,5 @@ def test_signing_keys_come_from_secrets_file_or_environment(tmp_path, monkeypatc
     assert "env-new" not in repr(settings) and "<2 hidden>" in repr(settings)
 
 
-def _call(amount, to):
-    from taskqueue import Signature
-
+def _call(amount, to) -> Signature:
     return Signature("transfer", (amount, to))

@@ -16,7 +16,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -28,10 +27,10 @@ from cryptography.x509.oid import NameOID
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from taskqueue import BrokerError, TaskQueue, TaskRegistry
+from taskqueue import BrokerError, Signature, TaskQueue, TaskRegistry
 from taskqueue.embedded import find_server_binary
 
-from ..conftest import make_settings
+from ..conftest import make_settings, wait_until
 
 
 def _key_and_cert(name: str, issuer_key=None, issuer_name=None, ca: bool = False):
@@ -105,14 +104,20 @@ def tls_server(tmp_path):
             socket_timeout=1,
             retry=Retry(NoBackoff(), 0),
         )
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
+
+        def up(client=client, proc=proc) -> bool:
+            if proc.poll() is not None:
+                return True  # it exited: no TLS here
             try:
-                client.ping()
-                break
+                return bool(client.ping())
             except (redis.exceptions.ConnectionError, OSError):
-                time.sleep(0.05)  # the server is starting: nothing to block on but its port
-        if proc.poll() is None and time.monotonic() < deadline:
+                return False
+
+        try:
+            wait_until(up, timeout=10)
+        except AssertionError:
+            pass
+        if proc.poll() is None and up():
             yield port, ca_file
             proc.terminate()
             proc.wait(10)
@@ -156,8 +161,6 @@ def test_rediss_refuses_a_server_it_cannot_verify(tls_server) -> None:
         registry=TaskRegistry(),
     )
     q.task(name="t")(lambda: None)
-    from taskqueue import Signature
-
     with pytest.raises(BrokerError, match="certificate verify failed"):
         q.enqueue(Signature("t"))
     q.close()
