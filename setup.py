@@ -40,6 +40,7 @@ setup(
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
+            "cryptography>=41",  # certificates for the TLS test
             "ruff>=0.6",
             "prometheus_client>=0.20",
             "flask>=3.0",

@@ -76,12 +76,14 @@ class SerializationError(TaskQueueError):
 class PayloadTooLarge(SerializationError):
     """The encoded task is larger than ``tasks.max_payload_bytes``."""
 
-    def __init__(self, size: int, limit: int, what: str = "task payload") -> None:
+    def __init__(
+        self, size: int, limit: int, what: str = "task payload", setting: str = "tasks.max_payload_bytes"
+    ) -> None:
         self.size = size
         self.limit = limit
         super().__init__(
             f"{what} is {size} bytes, over the limit of {limit} bytes "
-            "(raise tasks.max_payload_bytes, or pass a reference such as a path or key instead)"
+            f"(raise {setting}, or pass a reference such as a path or key instead)"
         )
 
 

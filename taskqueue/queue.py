@@ -5,6 +5,7 @@ the scheduler. It keeps no task state of its own."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from taskqueue.metrics import TaskQueueMetrics
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("taskqueue.queue")
 
 
 def _seconds(value: float | timedelta | None, what: str) -> float | None:
@@ -492,6 +494,7 @@ class TaskQueue:
             self.broker.producer_call(
                 "loading scripts to start workers", lambda: self.broker.scripts.load_all(self.broker.client)
             )
+            self._warn_if_evicting()
             self._pool = WorkerPool(self.broker, self.registry, self.settings, served, self.signer)
         try:
             self._pool.start(count)
@@ -499,6 +502,17 @@ class TaskQueue:
             raise self.broker.wrap_error(exc, "registering the worker process") from exc
         if self.settings.scheduler.enabled:
             self.start_scheduler()
+
+    def _warn_if_evicting(self) -> None:
+        """Say so at start-up when Redis may evict our keys under memory pressure."""
+        policy = self.broker.eviction_policy()
+        if policy is not None and policy != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is %r: when Redis reaches maxmemory it may evict queued "
+                "tasks, results and dead letters. Set maxmemory-policy noeviction (producers then "
+                "get BrokerError when memory is full, and nothing is lost)",
+                policy,
+            )
 
     def worker_count(self) -> int:
         return self._pool.count() if self._pool else 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgpack
 
-from taskqueue.errors import PayloadTooLarge, SerializationError
+from taskqueue.errors import PayloadTooLarge, SerializationError, describe
 
 ENVELOPE_VERSION = 1
 #: Deepest nesting accepted in arguments; deeper structures are refused both
@@ -68,11 +68,21 @@ def dumps(value: Any, *, what: str = "value") -> bytes:
         raise SerializationError(f"{what} nests too deeply to serialize") from None
 
 
+def _no_extensions(code: int, data: bytes) -> Any:
+    # Only the timestamp extension is data we know (msgpack decodes it itself);
+    # any other would hand the task an object of a type nobody asked for.
+    raise ValueError(f"unsupported msgpack extension type {code}")
+
+
+_QUIET_ERRORS = {"StackError": "it nests too deeply", "FormatError": "malformed data"}
+
+
 def loads(data: bytes, *, what: str = "value") -> Any:
     try:
-        return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+        return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False, ext_hook=_no_extensions)
     except Exception as exc:  # noqa: BLE001 - msgpack raises many unrelated types on garbage
-        raise SerializationError(f"{what} is not valid msgpack: {exc}") from None
+        reason = str(exc) or _QUIET_ERRORS.get(type(exc).__name__, type(exc).__name__)
+        raise SerializationError(f"{what} is not valid msgpack: {reason}") from None
 
 
 def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
@@ -110,6 +120,16 @@ def decode(data: bytes) -> Envelope:
         raise SerializationError("task payload keyword arguments are not a map of names")
     if not isinstance(options, dict):
         raise SerializationError("task payload options are not a map")
+    timeout = options.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf")
+    ):
+        raise SerializationError(f"task payload option timeout must be seconds > 0, got {describe(timeout)}")
+    retries = options.get("max_retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise SerializationError(
+            f"task payload option max_retries must be an int >= 0, got {describe(retries)}"
+        )
     _check_depth(args)
     _check_depth(kwargs)
     return Envelope(name=name, args=tuple(args), kwargs=kwargs, options=options)
@@ -140,7 +160,7 @@ class Signer:
     def verify(self, payload: bytes, signature: str) -> bool:
         if not self._keys:
             return True
-        if not signature:
+        if not signature or not signature.isascii():  # compare_digest refuses non-ASCII text
             return False
         return any(
             hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).hexdigest(), signature)

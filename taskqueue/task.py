@@ -160,8 +160,16 @@ class TaskFunction(Generic[P, R]):
             raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
         options: dict[str, Any] = {}
         if timeout is not None:
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, (int, float))
+                or not 0 < timeout < float("inf")
+            ):
+                raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
             options["timeout"] = timeout
         if max_retries is not None:
+            if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+                raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
             options["max_retries"] = max_retries
         sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options)
         self.check_arguments(sig.args, sig.kwargs)

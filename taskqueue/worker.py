@@ -88,6 +88,16 @@ class _Running:
     def logs(self, error: BaseException | None = None) -> list[str]:
         return self.output.lines(error) if self.output is not None else []
 
+    #: When the request that last renewed the lease was sent (monotonic): the
+    #: server's deadline is at least this plus the lease, never earlier.
+    lease_from: float = field(default_factory=time.monotonic)
+    lease_lost_at: float | None = None
+
+    @property
+    def stopped_at(self) -> float | None:
+        """When the watchdog told the attempt to stop (timeout or lost lease)."""
+        return self.timed_out_at if self.timed_out_at is not None else self.lease_lost_at
+
 
 @dataclass(eq=False)
 class _Slot:
@@ -162,6 +172,13 @@ class _AsyncTimeout(TaskTimeout):
         super().__init__("", 0)
 
 
+class _AsyncLeaseLost(TaskCancelled):
+    """Raised inside a task thread whose lease could not be renewed in time."""
+
+    def __init__(self) -> None:
+        super().__init__("the task's lease was lost; another worker may run it")
+
+
 class WorkerPool:
     """Worker threads of one process for one set of queues."""
 
@@ -197,6 +214,12 @@ class WorkerPool:
         #: Extra fields published in the worker registry with each heartbeat
         #: (the autoscaler adds its state here, so metrics can show it for every process).
         self.info: dict[str, Any] = {}
+        # A lease not renewed for this long is given up *locally*, a margin before
+        # the server may hand the task to another worker, so that two attempts
+        # of one task never run at the same time (as far as Python can stop a thread).
+        lease = settings.lease_seconds
+        self._lease_limit = lease - 0.5 * min(settings.workers.heartbeat_interval, lease / 3)
+        self._lease_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.id} threads={self.count()} queues={','.join(self.queues)}>"
@@ -206,9 +229,12 @@ class WorkerPool:
         if self._running:
             self.resize(self.count() + count)
             return
-        self._stop.clear()
-        self._heartbeat_once()  # raises when Redis is unreachable: nothing started yet
         self._running = True
+        self._stop.clear()
+        try:
+            self._heartbeat_once()
+        except REDIS_ERRORS as exc:  # e.g. out of memory: the heartbeat thread keeps trying
+            self._outage.failed(exc)
         for target, name in ((self._heartbeat_loop, "heartbeat"), (self._watchdog_loop, "watchdog")):
             thread = threading.Thread(target=target, name=f"taskqueue-{name}", daemon=True)
             thread.start()
@@ -331,8 +357,11 @@ class WorkerPool:
                 fetched = None
                 if need_tasks or flush:
                     count = self._batch_size(average.value) if need_tasks else 0
+                    sent = time.monotonic()
                     try:
-                        fetched = self.broker.ack_and_fetch(acks, self.id, self.queues, count, logs=outputs)
+                        stored, fetched = self.broker.ack_and_fetch(
+                            acks, self.id, self.queues, count, logs=outputs
+                        )
                         self._outage.recovered()
                         backoff.reset()
                     except REDIS_ERRORS as exc:
@@ -343,9 +372,17 @@ class WorkerPool:
                         if self._stop.is_set():
                             break
                         continue
-                    for delivery, _, _ in acks:
+                    for (delivery, _, _), ok in zip(acks, stored, strict=True):
                         self._held.pop(delivery.id, None)
-                        self._emit("succeeded", delivery)
+                        if ok:
+                            self._emit("succeeded", delivery)
+                        else:
+                            log.warning(
+                                "task %s: outcome of attempt %d discarded: its lease was lost and the "
+                                "task was delivered again; the newer attempt's outcome stands",
+                                delivery.id,
+                                delivery.attempt,
+                            )
                     acks = []
                     outputs = {}
                 if fetched is not None:
@@ -356,7 +393,7 @@ class WorkerPool:
                             fetched.dropped_dead,
                         )
                     for d in fetched.deliveries:
-                        self._held[d.id] = _Running(d)
+                        self._held[d.id] = _Running(d, lease_from=sent)
                     buffer.extend(fetched.deliveries)
                 if leaving:
                     break
@@ -422,13 +459,26 @@ class WorkerPool:
     # -- running one task ----------------------------------------------------------
     def _execute(self, slot: _Slot, delivery: Delivery) -> tuple[Delivery, bytes, int, list[str]] | None:
         """Run a delivery; return what to ack, or None when its outcome is already stored."""
-        running = self._held.setdefault(delivery.id, _Running(delivery))
+        running = self._held.get(delivery.id)
+        now = time.monotonic()
+        lapsed = running is None or running.lease_lost_at is not None
+        if lapsed or now >= running.lease_from + self._lease_limit:
+            # Fetched ahead, then its lease lapsed or was lost while it waited: it
+            # may be running elsewhere by now, so it must not start here.
+            self._held.pop(delivery.id, None)
+            log.warning("task %s: not started, its lease was lost while it waited", delivery.id)
+            return None
         running.slot = slot
-        running.started = time.monotonic()
+        running.started = now
         if self.settings.tasks.capture_output:
             capture.ensure_installed()
             running.output = capture.OutputBuffer(self.settings.tasks.max_log_lines, delivery.attempt)
         try:
+            limit = self.settings.tasks.max_payload_bytes
+            if len(delivery.payload) > limit:  # not even decoded: written around the producer's check
+                raise Reject(
+                    f"bad-payload: {len(delivery.payload)} bytes, over tasks.max_payload_bytes ({limit})"
+                )
             if not self.signer.verify(delivery.payload, delivery.signature):
                 raise Reject("bad-signature: the task is unsigned or its signature does not match")
             try:
@@ -467,6 +517,8 @@ class WorkerPool:
                     slot.current = running
                     slot.in_user_code = True
                 try:
+                    if running.lease_lost_at is not None:  # lost just before the call
+                        raise _AsyncLeaseLost()
                     value = call()
                 finally:
                     with slot.lock:
@@ -480,7 +532,9 @@ class WorkerPool:
             try:
                 data = dumps(value, what=f"result of task {definition.name!r}")
                 if len(data) > self.settings.tasks.max_result_bytes:
-                    raise PayloadTooLarge(len(data), self.settings.tasks.max_result_bytes, "result")
+                    raise PayloadTooLarge(
+                        len(data), self.settings.tasks.max_result_bytes, "result", "tasks.max_result_bytes"
+                    )
             except SerializationError as exc:
                 self._record_failure(running, exc, force="failed")
                 return None
@@ -494,6 +548,11 @@ class WorkerPool:
             self._record_failure(running, exc, force="dead")
             return None
         except TaskCancelled as exc:
+            if running.lease_lost_at is not None:
+                # Nothing to store: the lease is gone, and the server's lease expiry
+                # redelivers the task (counted, with a lease-expired history entry).
+                self._held.pop(delivery.id, None)
+                return None
             cancelled = running.ctx is not None and running.ctx.cancel_reason == "cancelled"
             self._record_failure(running, exc, force="cancelled" if cancelled else None)
             return None
@@ -607,7 +666,8 @@ class WorkerPool:
 
     # -- heartbeat ---------------------------------------------------------------------
     def _heartbeat_once(self) -> None:
-        held = [(d.delivery.id, d.delivery.token) for d in list(self._held.values())]
+        holding = [r for r in list(self._held.values()) if r.lease_lost_at is None]
+        held = [(r.delivery.id, r.delivery.token) for r in holding]
         info = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -618,22 +678,25 @@ class WorkerPool:
             "slots": self._slot_info(),
             **self.info,
         }
+        sent = time.monotonic()
         cancelled, lost = self.broker.heartbeat(
             self.id, info, held, registry_ttl=2 * self.settings.workers.heartbeat_interval
         )
-        for task_id, reason in [(c, "cancelled") for c in cancelled] + [(x, "lease-lost") for x in lost]:
+        lost_ids = set(lost)
+        for running in holding:
+            if running.delivery.id not in lost_ids:
+                running.lease_from = sent
+        for task_id in cancelled:
             running = self._held.get(task_id)
-            if running is None or running.ctx is None or running.timed_out_at is not None:
-                continue  # not started, or its outcome (a timeout) is already stored
-            if running.slot is None or running.slot.current is not running:
-                continue  # finished: its result is on its way (a batch being stored)
-            running.ctx.cancel(reason)
-            if reason == "lease-lost":
-                log.warning(
-                    "task %s lost its lease (it expired, e.g. Redis was unreachable for longer than "
-                    "the lease); another worker may run it, and this attempt's outcome will be ignored",
-                    task_id,
-                )
+            if running is not None and running.ctx is not None:
+                running.ctx.cancel("cancelled")
+        for task_id in lost_ids:
+            running = self._held.get(task_id)
+            if running is None:
+                continue
+            if running.started and (running.slot is None or running.slot.current is not running):
+                continue  # finished: its result is in a batch being stored (which the token fences)
+            self._lose_lease(running, "the server gave it to another worker")
 
     def _slot_info(self) -> list[dict[str, Any]]:
         """Per thread: its name and the task it runs, for the registry (metrics, monitor)."""
@@ -692,16 +755,20 @@ class WorkerPool:
                     else:
                         wake_at = min(wake_at, running.started + window)
             for running in list(self._held.values()):
-                if running.deadline is not None and running.timed_out_at is None:
+                if running.deadline is not None and running.stopped_at is None:
+                    lease_until = running.lease_from + self._lease_limit
                     if now >= running.deadline:
                         self._time_out(running)
+                    elif now >= lease_until:
+                        self._lose_lease(running, f"not renewed for {now - running.lease_from:.1f} s")
                     else:
-                        wake_at = min(wake_at, running.deadline)
-                if running.timed_out_at is not None:
-                    if now >= running.timed_out_at + grace:
+                        wake_at = min(wake_at, running.deadline, lease_until)
+                stopped_at = running.stopped_at
+                if stopped_at is not None:
+                    if now >= stopped_at + grace:
                         self._abandon(running)
                     else:
-                        wake_at = min(wake_at, running.timed_out_at + grace)
+                        wake_at = min(wake_at, stopped_at + grace)
             with self._watch:
                 self._watch_next = wake_at
                 self._watch.wait(max(0.001, wake_at - time.monotonic()))
@@ -740,6 +807,29 @@ class WorkerPool:
         self._record_failure(running, TaskTimeout(running.delivery.id, timeout))
         self._held[running.delivery.id] = running  # keep watching until it returns or is abandoned
 
+    def _lose_lease(self, running: _Running, why: str) -> None:
+        """Stop an attempt whose lease is lost or about to be: the server will
+        (or did) hand the task to another worker, and two attempts must not overlap."""
+        slot = running.slot
+        # The heartbeat and the watchdog may both get here: one of them acts.
+        with slot.lock if slot is not None else self._lease_lock:
+            if running.lease_lost_at is not None or running.timed_out_at is not None:
+                return
+            running.lease_lost_at = time.monotonic()
+            if running.ctx is not None:
+                running.ctx.cancel("lease-lost")
+            if slot is not None and slot.current is running and slot.in_user_code and slot.thread is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(slot.thread.ident), ctypes.py_object(_AsyncLeaseLost)
+                )
+        log.warning(
+            "task %s attempt %d lost its lease (%s); it is stopped here, and runs again "
+            "elsewhere once the lease expires",
+            running.delivery.id,
+            running.delivery.attempt,
+            why,
+        )
+
     def _abandon(self, running: _Running) -> None:
         slot = running.slot
         if slot is None or slot.current is not running or slot.abandoned:
@@ -753,9 +843,10 @@ class WorkerPool:
                 self._spawn_locked()
         self._held.pop(running.delivery.id, None)
         log.error(
-            "task %s ignored its timeout (blocked in code that cannot be interrupted); its thread "
+            "task %s ignored its %s (blocked in code that cannot be interrupted); its thread "
             "is abandoned and replaced so the pool keeps its capacity",
             running.delivery.id,
+            "timeout" if running.timed_out_at is not None else "lost lease",
         )
 
 

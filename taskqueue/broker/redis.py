@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ class EnqueueRequest:
     max_retries: int = 3
     delay_ms: int = -1
     eta_ms: int = 0
+    #: Random per request: when a reply is lost and the call is repeated, the
+    #: script recognises its own earlier write instead of reporting a duplicate id.
+    nonce: str = field(default_factory=lambda: os.urandom(8).hex())
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +363,7 @@ class RedisBroker:
                 req.signature,
                 req.delay_ms,
                 req.eta_ms,
+                req.nonce,
             ]
         keys = [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler, k.stats_prefix]
         results = self.producer_call(
@@ -550,9 +555,10 @@ class RedisBroker:
         queues: Sequence[str],
         count: int,
         logs: Mapping[str, Sequence[str]] | None = None,
-    ) -> FetchResult | None:
+    ) -> tuple[list[bool], FetchResult | None]:
         """Store results (delivery, result, runtime ms) and lease up to ``count`` tasks,
-        in one round trip. A result whose lease was lost meanwhile is not stored.
+        in one round trip. Returns, per result, whether it was stored (False: its lease
+        was lost meanwhile and a newer attempt's outcome stands), and what was leased.
 
         ``logs``: task id -> lines it printed, for the tasks that printed anything; a
         batch of silent tasks sends nothing more.
@@ -571,9 +577,10 @@ class RedisBroker:
                 self._fetch_call(pipe, worker_id, queues, count)
 
         if not acks and count <= 0:
-            return None
+            return [], None
         replies = self._pipeline(build)
-        return self._parse_fetch(replies[-1]) if count > 0 else None
+        stored = [bool(x) for x in replies[-2 if count > 0 else -1]] if acks else []
+        return stored, (self._parse_fetch(replies[-1]) if count > 0 else None)
 
     def ack(self, delivery: Delivery, result: bytes, runtime_ms: int = 0) -> bool:
         """Store one result; False when the lease was lost (nothing written)."""
@@ -1104,6 +1111,18 @@ class RedisBroker:
                 "reading paused queues", lambda: self.client.smembers(self.keys.paused)
             )
         }
+
+    def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy``, or None where the server does not say
+        (INFO refused by an ACL, or memory://)."""
+        try:
+            info = self.client.info("memory")
+        except redis.exceptions.ResponseError:
+            return None
+        except redis.exceptions.RedisError as exc:
+            raise self.wrap_error(exc, "reading the server's memory policy") from exc
+        policy = info.get("maxmemory_policy")
+        return str(policy) if policy is not None else None
 
     def ping(self) -> float:
         """Round-trip time in seconds."""

@@ -8,6 +8,7 @@
 -- KEYS[4] stats prefix KEYS[5] metrics prefix  KEYS[6] leases zset
 -- ARGV[1] result ttl ms, then 5 per task: id, token, queue, result bytes, runtime ms
 -- Returns one 1 (stored) or 0 (token no longer matches: nothing written) per task.
+-- The same ack repeated (its reply was lost) finds its token in 'acked' and returns 1.
 local tp, hp, dp, sp, mp, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local ttl = tonumber(ARGV[1])
 local now = now_ms()
@@ -26,12 +27,12 @@ end
 for i = 2, #ARGV, 5 do
   local id, token, queue, runtime = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
   local t = tp .. id
-  local f = redis.call('HMGET', t, 'token', 'name', 'attempts', 'waiters')
+  local f = redis.call('HMGET', t, 'token', 'name', 'attempts', 'waiters', 'acked')
   if f[1] ~= token then
-    out[#out + 1] = 0
+    out[#out + 1] = f[5] == token and 1 or 0
   else
     redis.call('HSET', t, 'status', 'SUCCEEDED', 'result', ARGV[i + 3], 'finished_ms', now,
-      'token', '', 'runtime_ms', runtime)
+      'token', '', 'acked', token, 'runtime_ms', runtime)
     redis.call('PEXPIRE', t, ttl)
     if (tonumber(f[3]) or 1) > 1 then
       redis.call('PEXPIRE', hp .. id, ttl)  -- only retried tasks have a history

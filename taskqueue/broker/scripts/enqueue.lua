@@ -5,9 +5,11 @@
 -- are checked before anything is written.
 -- KEYS[1] task prefix  KEYS[2] queue prefix  KEYS[3] queue wake prefix
 -- KEYS[4] scheduled zset  KEYS[5] scheduler wake list  KEYS[6] stats prefix
--- ARGV: 8 per task: id, payload, queue, task name, max_retries, signature ('' unsigned),
---       delay ms (<0: none), eta ms (0: none)
--- Returns one 1 per task written, 0 when a task with that id exists already.
+-- ARGV: 9 per task: id, payload, queue, task name, max_retries, signature ('' unsigned),
+--       delay ms (<0: none), eta ms (0: none), nonce of the request that carries it
+-- Returns one 1 per task written, 0 when a task with that id exists already. The
+-- same request repeated (its reply was lost with a dropped connection and the
+-- client sent it again) finds its own nonce on its tasks and returns 1 for them.
 local tp, qp, wp, scheduled, wake_sched, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local function expect(key, kind)
   local t = redis.call('TYPE', key)
@@ -18,7 +20,7 @@ local function expect(key, kind)
   end
 end
 local checked = {}
-for i = 1, #ARGV, 8 do
+for i = 1, #ARGV, 9 do
   local queue = ARGV[i + 2]
   if not checked[queue] then
     checked[queue] = true
@@ -31,11 +33,11 @@ if err then return err end
 
 local now = now_ms()
 local out, pending, queues, counts, scheduled_n = {}, {}, {}, {}, 0
-for i = 1, #ARGV, 8 do
-  local id, queue = ARGV[i], ARGV[i + 2]
+for i = 1, #ARGV, 9 do
+  local id, queue, nonce = ARGV[i], ARGV[i + 2], ARGV[i + 8]
   local t = tp .. id
   if redis.call('EXISTS', t) == 1 then  -- also catches an id repeated in the batch
-    out[#out + 1] = 0
+    out[#out + 1] = redis.call('HGET', t, 'nonce') == nonce and 1 or 0
   else
     local delay, eta = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
     local status, due = 'PENDING', ''
@@ -54,7 +56,7 @@ for i = 1, #ARGV, 8 do
     end
     redis.call('HSET', t, 'payload', ARGV[i + 1], 'queue', queue, 'name', ARGV[i + 3],
       'max_retries', ARGV[i + 4], 'sig', ARGV[i + 5], 'attempts', 0, 'enqueued_ms', now,
-      'token', '', 'status', status, 'due_ms', due)
+      'token', '', 'status', status, 'due_ms', due, 'nonce', nonce)
     counts[queue] = (counts[queue] or 0) + 1
     out[#out + 1] = 1
   end

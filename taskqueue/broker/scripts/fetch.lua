@@ -62,6 +62,53 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT',
 end
 
 -- 3. Lease tasks, highest priority first, FIFO within a queue.
+-- Queue entries come from Redis, so anyone who can write there controls them:
+-- an entry that is not a well-formed task is buried with a reason, never run,
+-- never dropped silently, and never allowed to make this script fail half-way.
+local KNOWN = {RUNNING = 1, SCHEDULED = 1, RETRYING = 1, SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1}
+
+-- A task id the client can address again: UTF-8 text without braces, at most 512 bytes.
+local function valid_id(id)
+  local n = #id
+  if n == 0 or n > 512 or string.find(id, '[{}]') then return false end
+  if not string.find(id, '[\128-\255]') then return true end
+  local i = 1
+  while i <= n do
+    local c = string.byte(id, i)
+    local extra, lo, hi = 0, 0x80, 0xBF
+    if c < 0x80 then extra = 0
+    elseif c >= 0xC2 and c <= 0xDF then extra = 1
+    elseif c >= 0xE0 and c <= 0xEF then
+      extra = 2
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      extra = 3
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    else return false end
+    for j = 1, extra do
+      local b = string.byte(id, i + j)
+      if not b or b < lo or b > hi then return false end
+      lo, hi = 0x80, 0xBF
+    end
+    i = i + extra + 1
+  end
+  return true
+end
+
+-- Keep a bad entry for inspection under an id that is safe to print and to use
+-- in a key, whatever bytes the entry holds.
+local function bury_entry(queue, raw, reason, has_task)
+  local safe = 'bad-entry-' .. queue .. '-' .. redis.call('HINCRBY', sp .. queue, 'bad_entries', 1)
+  if has_task then
+    redis.call('RENAME', tp .. raw, tp .. safe)
+    redis.call('HSET', tp .. safe, 'raw_id', raw, 'queue', queue)
+  else
+    redis.call('HSET', tp .. safe, 'payload', raw, 'queue', queue, 'name', '', 'attempts', 0,
+      'max_retries', 0, 'enqueued_ms', now, 'error', '')
+  end
+  dropped = dropped + bury(safe, reason, now, dead_args(queue))
+end
+
 local out = {now, -1, 0}
 local taken = 0
 for i = 7, #ARGV do
@@ -76,24 +123,24 @@ for i = 7, #ARGV do
         break
       end
       local t = tp .. id
-      local fields = redis.call('HMGET', t, 'payload', 'sig', 'status', 'name', 'enqueued_ms', 'due_ms')
-      if not fields[1] then
-        -- A queue entry with no task behind it (written by something else than
-        -- taskqueue). Keep the raw entry for inspection, under an id that is
-        -- safe to print and to use in a key whatever bytes the entry holds.
-        local safe = 'bad-entry-' .. queue .. '-' .. redis.call('HINCRBY', sp .. queue, 'bad_entries', 1)
-        redis.call('HSET', tp .. safe, 'payload', id, 'queue', queue, 'name', '', 'attempts', 0,
-          'max_retries', 0, 'enqueued_ms', now, 'error', '')
-        dropped = dropped + bury(safe, 'bad-entry: no task is stored for this queue entry',
+      local fields = redis.call('HMGET', t, 'payload', 'sig', 'status', 'attempts', 'name', 'enqueued_ms', 'due_ms')
+      local status, attempts = fields[3], fields[4]
+      if not fields[1] and not status then
+        bury_entry(queue, id, 'bad-entry: no task is stored for this queue entry', false)
+      elseif not valid_id(id) then
+        bury_entry(queue, id, 'bad-entry: the task id is not UTF-8 text without braces (at most 512 bytes)', true)
+      elseif status == 'PENDING' and (not fields[1] or (attempts and not string.match(attempts, '^%d%d?%d?%d?%d?%d?%d?%d?%d?$'))) then
+        redis.call('HSET', t, 'queue', queue)
+        dropped = dropped + bury(id, 'bad-entry: the task has no payload or a malformed attempts field',
           now, dead_args(queue))
-      elseif fields[3] == 'PENDING' then
-        local attempts = redis.call('HINCRBY', t, 'attempts', 1)
+      elseif status == 'PENDING' then
+        attempts = redis.call('HINCRBY', t, 'attempts', 1)
         local token = worker .. ':' .. now .. ':' .. attempts
         redis.call('HSET', t, 'status', 'RUNNING', 'token', token, 'worker', worker,
-          'started_ms', now)
+          'started_ms', now, 'queue', queue)
         redis.call('ZADD', leases, now + lease_ms, id)
-        local since = math.max(tonumber(fields[5]) or now, tonumber(fields[6]) or 0)
-        observe(mp .. queue, 'wait', fields[4], math.max(0, now - since))
+        local since = math.max(tonumber(fields[6]) or now, tonumber(fields[7]) or 0)
+        observe(mp .. queue, 'wait', fields[5], math.max(0, now - since))
         out[#out + 1] = id
         out[#out + 1] = fields[1]
         out[#out + 1] = fields[2] or ''
@@ -101,8 +148,11 @@ for i = 7, #ARGV do
         out[#out + 1] = token
         out[#out + 1] = queue
         taken = taken + 1
+      elseif not KNOWN[status] then
+        redis.call('HSET', t, 'queue', queue)
+        dropped = dropped + bury(id, 'bad-entry: the task has no valid status field', now, dead_args(queue))
       end
-      -- any other status (cancelled, already final): the entry is stale, drop it
+      -- a known status other than PENDING (cancelled, already final...): a stale entry, dropped
     end
   end
 end

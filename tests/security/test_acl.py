@@ -1,0 +1,146 @@
+"""The library runs as a Redis ACL user with only the commands and keys it
+needs (taskqueue.broker.acl), against a real server configured with it; the
+README shows the exact line, and no command or key outside it is ever used."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import redis
+
+from taskqueue import BrokerError, Retry, Signature, TaskFailed, TaskQueue, TaskRegistry
+from taskqueue.broker.acl import CLIENT_COMMANDS, SCRIPT_COMMANDS, acl_rules, acl_setuser
+from taskqueue.embedded import EmbeddedServer
+
+from ..conftest import make_settings, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PASSWORD = "acl-pw-7f3e9c1d"
+
+
+@pytest.fixture
+def acl_server(tmp_path):
+    server = EmbeddedServer(tmp_path / "server")
+    server.start()
+    admin = redis.Redis(unix_socket_path=server.socket_path)
+    admin.execute_command("ACL", "SETUSER", "tq", "on", f">{PASSWORD}", *acl_rules())
+    admin.acl_log_reset()
+    yield server, admin
+    server.stop()
+
+
+def test_the_whole_library_runs_as_the_restricted_user(acl_server) -> None:
+    server, admin = acl_server
+    q = TaskQueue(
+        f"unix://tq:{PASSWORD}@{server.socket_path}", settings=make_settings(), registry=TaskRegistry()
+    )
+    admin.set("other-app:secret", "not yours")
+
+    @q.task(max_retries=1, retry_wait=lambda state: 0)
+    def flaky(x):
+        if x < 0:
+            raise Retry(delay=0)
+        return x * 2
+
+    @q.task
+    def slow():
+        from taskqueue import current_task
+
+        current_task().wait(10)
+        current_task().check()
+
+    handles = q.enqueue_many([flaky.s(i) for i in range(5)])
+    delayed = flaky.apply_async(args=(7,), delay=0.2)
+    doomed = flaky.delay(-1)
+    cancelled = flaky.delay(100)
+    assert cancelled.cancel() is True
+    with q.running(workers=2):
+        assert [h.result(timeout=10) for h in handles] == [0, 2, 4, 6, 8]
+        assert delayed.result(timeout=10) == 14
+        with pytest.raises(TaskFailed):
+            doomed.result(timeout=10)
+        running = slow.delay()
+        wait_until(lambda: running.status.value == "RUNNING")
+        assert running.cancel() is False
+        with pytest.raises(TaskFailed, match="cancelled"):
+            running.result(timeout=10)
+        assert len(q.broker.live_workers()) == 1
+        q.pause("low")
+        assert q.broker.paused_queues() == {"low"}
+        q.resume("low")
+        assert [d.id for d in q.dead_letters()] == [doomed.id]
+        assert q.requeue_dead(doomed.id) == 1
+        with pytest.raises(TaskFailed):
+            doomed.result(timeout=10)
+        assert q.broker.stats(["default"])["default"]["processed"] >= 6
+    flaky.delay(1)
+    assert q.pending() == {"high": 0, "default": 1, "low": 0}
+    assert q.purge("default") == 1 and q.purge_dead() == 1
+    q.close()
+    denied = admin.acl_log()
+    assert denied == [], f"the library used something the ACL line does not grant: {denied}"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("GET", "other-app:secret"),
+        ("FLUSHALL",),
+        ("CONFIG", "GET", "*"),
+        ("KEYS", "*"),
+        ("EVAL", "return 1", "0"),
+        ("SCRIPT", "FLUSH"),
+        ("HGETALL", "{other}:task:1"),
+        ("SUBSCRIBE", "anything"),
+    ],
+)
+def test_the_user_can_do_nothing_else(acl_server, command) -> None:
+    server, admin = acl_server
+    user = redis.Redis(unix_socket_path=server.socket_path, username="tq", password=PASSWORD)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        user.execute_command(*command)
+    assert admin.acl_log()  # what the first test relies on: a refusal is logged
+
+
+def test_a_wrong_password_is_a_clear_error_without_the_password(acl_server) -> None:
+    server, _ = acl_server
+    q = TaskQueue(
+        f"unix://tq:wrong-{PASSWORD}@{server.socket_path}",
+        settings=make_settings(redis={"retry_attempts": 1}),
+        registry=TaskRegistry(),
+    )
+    q.task(name="t")(lambda: None)
+
+    with pytest.raises(BrokerError, match="invalid username-password pair") as info:
+        q.enqueue(Signature("t"))
+    assert PASSWORD not in str(info.value) and "tq:***@" in str(info.value)
+    q.close()
+
+
+def test_the_readme_shows_the_exact_acl_line() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert acl_setuser(password="<password>") in readme
+
+
+def test_every_command_the_library_sends_is_in_the_acl_line() -> None:
+    """Read from the source, so that a command added later without updating
+    the ACL line fails here rather than in production."""
+    granted = set(CLIENT_COMMANDS) | set(SCRIPT_COMMANDS)
+    granted_roots = {c.split("|")[0] for c in granted}
+    scripts = ROOT / "taskqueue" / "broker" / "scripts"
+    in_scripts = {
+        m.lower() for p in scripts.glob("*.lua") for m in re.findall(r"redis\.p?call\('(\w+)'", p.read_text())
+    }
+    assert in_scripts <= granted, in_scripts - granted
+    python_methods = {
+        m
+        for p in (ROOT / "taskqueue").rglob("*.py")
+        if p.name != "embedded.py"  # the embedded server's own admin client, never the user's
+        for m in re.findall(r"\b(?:client|pipe)\.([a-z_]+)\b", p.read_text())
+    }
+    not_commands = {"pipeline", "execute", "close", "connection_pool"}
+    aliases = {"delete": "del", "script_load": "script", "evalsha": "evalsha", "transaction": "watch"}
+    sent = {aliases.get(m, m) for m in python_methods - not_commands}
+    assert sent <= granted_roots, sent - granted_roots
