@@ -373,7 +373,7 @@ class WorkerPool:
                             break
                         continue
                     for (delivery, _, _), ok in zip(acks, stored, strict=True):
-                        self._held.pop(delivery.id, None)
+                        self._forget(delivery)
                         if ok:
                             self._emit("succeeded", delivery)
                         else:
@@ -447,14 +447,22 @@ class WorkerPool:
 
     def _release(self, deliveries: deque[Delivery]) -> None:
         items = list(deliveries)
+        # Forget them first: once released, another thread here may lease them again.
+        for d in items:
+            self._forget(d)
         try:
             self.broker.release(items)
         except REDIS_ERRORS as exc:
             log.warning(
                 "could not return %d prefetched task(s) (%s); their leases will expire", len(items), exc
             )
-        for d in items:
-            self._held.pop(d.id, None)
+
+    def _forget(self, delivery: Delivery) -> None:
+        """Stop holding this delivery, not a newer delivery of the same task (which another
+        thread of this process may have leased once this one was released or retried)."""
+        running = self._held.get(delivery.id)
+        if running is not None and running.delivery.token == delivery.token:
+            self._held.pop(delivery.id, None)
 
     # -- running one task ----------------------------------------------------------
     def _execute(self, slot: _Slot, delivery: Delivery) -> tuple[Delivery, bytes, int, list[str]] | None:
@@ -465,7 +473,7 @@ class WorkerPool:
         if lapsed or now >= running.lease_from + self._lease_limit:
             # Fetched ahead, then its lease lapsed or was lost while it waited: it
             # may be running elsewhere by now, so it must not start here.
-            self._held.pop(delivery.id, None)
+            self._forget(delivery)
             log.warning("task %s: not started, its lease was lost while it waited", delivery.id)
             return None
         running.slot = slot
@@ -551,7 +559,7 @@ class WorkerPool:
             if running.lease_lost_at is not None:
                 # Nothing to store: the lease is gone, and the server's lease expiry
                 # redelivers the task (counted, with a lease-expired history entry).
-                self._held.pop(delivery.id, None)
+                self._forget(delivery)
                 return None
             cancelled = running.ctx is not None and running.ctx.cancel_reason == "cancelled"
             self._record_failure(running, exc, force="cancelled" if cancelled else None)
@@ -652,7 +660,7 @@ class WorkerPool:
             log.warning(
                 "dead-letter queue %s over its bound: %d oldest entries dropped", delivery.queue, dropped
             )
-        self._held.pop(delivery.id, None)
+        self._forget(delivery)
         self._emit(action, delivery)
 
     def _emit(self, event: str, delivery: Delivery) -> None:
@@ -805,7 +813,8 @@ class WorkerPool:
                 )
         log.warning("task %s exceeded its timeout of %g s", running.delivery.id, timeout)
         self._record_failure(running, TaskTimeout(running.delivery.id, timeout))
-        self._held[running.delivery.id] = running  # keep watching until it returns or is abandoned
+        # Keep watching until it returns or is abandoned (unless a newer delivery is held).
+        self._held.setdefault(running.delivery.id, running)
 
     def _lose_lease(self, running: _Running, why: str) -> None:
         """Stop an attempt whose lease is lost or about to be: the server will
@@ -833,7 +842,7 @@ class WorkerPool:
     def _abandon(self, running: _Running) -> None:
         slot = running.slot
         if slot is None or slot.current is not running or slot.abandoned:
-            self._held.pop(running.delivery.id, None)
+            self._forget(running.delivery)
             return
         with self._lock:
             slot.abandoned = True
@@ -841,7 +850,7 @@ class WorkerPool:
                 self._slots.remove(slot)
             if not slot.retiring and not self._stop.is_set():
                 self._spawn_locked()
-        self._held.pop(running.delivery.id, None)
+        self._forget(running.delivery)
         log.error(
             "task %s ignored its %s (blocked in code that cannot be interrupted); its thread "
             "is abandoned and replaced so the pool keeps its capacity",
