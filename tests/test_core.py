@@ -536,3 +536,21 @@ def test_lua_scripts_touch_only_declared_keys() -> None:
     for path in (ROOT / "taskqueue").rglob("*.py"):
         if path.name != "keys.py":
             assert '"{" +' not in path.read_text() and "'{' +" not in path.read_text(), path
+
+
+def test_a_pool_forgets_only_the_delivery_it_was_told_about(queue) -> None:
+    """A task handed back (or retried) can be leased again by another thread of the same
+    process before the first thread forgets it: forgetting the old delivery must not drop
+    the new one, or the new attempt would wait for its lease to expire (seen as a stall
+    of a few tasks in a 20,000-task benchmark)."""
+    from taskqueue.broker import Delivery
+    from taskqueue.worker import WorkerPool, _Running
+
+    pool = WorkerPool(queue.broker, queue.registry, queue.settings, ["default"])
+    old = Delivery("t1", b"", "", 1, "w:1:1", "default")
+    new = Delivery("t1", b"", "", 1, "w:2:1", "default")
+    pool._held["t1"] = _Running(new)
+    pool._forget(old)
+    assert pool._held["t1"].delivery is new
+    pool._forget(new)
+    assert "t1" not in pool._held
