@@ -287,35 +287,59 @@ class _Shutdown:
             os._exit(EXIT_FAILURE)
 
 
+def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that `taskqueue worker` and `flask taskqueue worker` share."""
+    options = [
+        click.option(
+            "--workers",
+            "-w",
+            type=click.IntRange(min=1),
+            help="Worker threads (default: workers.initial_count).",
+        ),
+        click.option(
+            "--queues",
+            "-Q",
+            metavar="Q1,Q2",
+            help="Queues to serve, comma-separated (default: all, by priority).",
+        ),
+        click.option(
+            "--scheduler", is_flag=True, default=False, help="Also run the scheduler (periodic tasks)."
+        ),
+        click.option(
+            "--autoscale",
+            metavar="MIN:MAX",
+            callback=_parse_autoscale,
+            help="Let the autoscaler keep between MIN and MAX threads.",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            metavar="PORT",
+            help="Serve Prometheus metrics on this port (0: any free port; needs taskqueue[prometheus]).",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default="info",
+            show_default=True,
+            help="Logging level of the worker's messages.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def configure_logging(log_level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 @cli.command()
 @app_option(required=True)
 @url_option
-@click.option(
-    "--workers", "-w", type=click.IntRange(min=1), help="Worker threads (default: workers.initial_count)."
-)
-@click.option(
-    "--queues", "-Q", metavar="Q1,Q2", help="Queues to serve, comma-separated (default: all, by priority)."
-)
-@click.option("--scheduler", is_flag=True, default=False, help="Also run the scheduler (periodic tasks).")
-@click.option(
-    "--autoscale",
-    metavar="MIN:MAX",
-    callback=_parse_autoscale,
-    help="Let the autoscaler keep between MIN and MAX threads.",
-)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    metavar="PORT",
-    help="Serve Prometheus metrics on this port (0: any free port; needs taskqueue[prometheus]).",
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
-    help="Logging level of the worker's messages.",
-)
+@worker_options
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -329,9 +353,7 @@ def worker(
     log_level: str,
 ) -> None:
     """Run worker threads until SIGTERM or Ctrl-C (a second Ctrl-C stops at once)."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level)
     run_worker(ctx, open_queue(ctx, app, url), workers, queues, scheduler, autoscale, metrics_port)
 
 

@@ -499,24 +499,7 @@ def _cli_group() -> click.Group:
         """Run workers for this app's task queue, or show its status."""
 
     @group.command("worker")
-    @click.option(
-        "--workers", "-w", type=click.IntRange(min=1), help="Worker threads (default: workers.initial_count)."
-    )
-    @click.option("--queues", "-Q", metavar="Q1,Q2", help="Queues to serve, comma-separated (default: all).")
-    @click.option("--scheduler", is_flag=True, default=False, help="Also run the scheduler (periodic tasks).")
-    @click.option(
-        "--autoscale",
-        metavar="MIN:MAX",
-        callback=cli._parse_autoscale,
-        help="Keep between MIN and MAX threads.",
-    )
-    @click.option(
-        "--log-level",
-        type=click.Choice(["debug", "info", "warning", "error"]),
-        default="info",
-        show_default=True,
-        help="Logging level of the worker's messages.",
-    )
+    @cli.worker_options
     @click.pass_context
     def worker(
         ctx: click.Context,
@@ -524,17 +507,15 @@ def _cli_group() -> click.Group:
         queues: str | None,
         scheduler: bool,
         autoscale: tuple[int, int] | None,
+        metrics_port: int | None,
         log_level: str,
     ) -> None:
         """Run worker threads for the app's tasks until SIGTERM or Ctrl-C, as `taskqueue worker`.
 
         The app's own start_workers pool does not start under this command.
         """
-        logging.basicConfig(
-            level=getattr(logging, log_level.upper()),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        cli.run_worker(ctx, ready_queue(), workers, queues, scheduler, autoscale)
+        cli.configure_logging(log_level)
+        cli.run_worker(ctx, ready_queue(), workers, queues, scheduler, autoscale, metrics_port)
 
     @group.command("status")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
