@@ -24,16 +24,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from .cdp import CHROMIUM_FLAGS as CDP_FLAGS
+
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# The same flags as the Flask browser test, less those Playwright sets itself.
+CHROMIUM_FLAGS = [f for f in CDP_FLAGS if f not in ("--headless", "--remote-debugging-pipe")]
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
