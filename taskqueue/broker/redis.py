@@ -325,14 +325,14 @@ class RedisBroker:
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return self.scripts.run(self.client, name, keys, args)
 
-    def _pipeline(self, build: Callable[[Any], None], *, transaction: bool = False) -> list[Any]:
+    def _pipeline(self, build: Callable[[Any], None]) -> list[Any]:
         """Run a pipeline of script calls; after NOSCRIPT load the scripts and run it again.
 
         Safe to repeat: a NOSCRIPT answer means the server lost all scripts,
         so none of the calls in the pipeline took effect.
         """
         for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=transaction)
+            pipe = self.client.pipeline(transaction=False)
             build(pipe)
             try:
                 return pipe.execute()
@@ -372,23 +372,8 @@ class RedisBroker:
         return [bool(r) for r in results]
 
     def cancel(self, task_id: str) -> str | None:
-        k = self.keys
-        status = self.producer_call(
-            f"cancelling task {task_id}",
-            lambda: self._run(
-                "cancel",
-                [
-                    k.task(task_id),
-                    k.queue_prefix,
-                    k.scheduled,
-                    k.done(task_id),
-                    k.history(task_id),
-                    k.control_prefix,
-                ],
-                [task_id, int(self.settings.tasks.result_ttl * 1000)],
-            ),
-        )
-        return _text(status) if status else None
+        """Cancel one task; its previous status (None: no such task)."""
+        return self.cancel_many([task_id])[0]
 
     def get_task(self, task_id: str, *, history: bool = False) -> TaskRecord | None:
         def read() -> list[Any]:
@@ -1026,7 +1011,10 @@ class RedisBroker:
                     [task_id, ttl],
                 )
 
-        replies = self.producer_call(f"cancelling {len(task_ids)} tasks", lambda: self._pipeline(build))
+        doing = (
+            f"cancelling task {task_ids[0]}" if len(task_ids) == 1 else f"cancelling {len(task_ids)} tasks"
+        )
+        replies = self.producer_call(doing, lambda: self._pipeline(build))
         return [_text(r) if r else None for r in replies]
 
     def read_metrics(self, queues: Sequence[str]) -> MetricsReading:
