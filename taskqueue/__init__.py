@@ -16,12 +16,13 @@ from taskqueue.errors import (
     TaskQueueError,
     TaskTimeout,
 )
-from taskqueue.handle import DeadLetter, TaskHandle, TaskStatus
+from taskqueue.handle import DeadLetter, TaskHandle
 from taskqueue.periodic import PeriodicTask
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskRegistry, registry
 from taskqueue.retry import RetryPolicy
 from taskqueue.scheduler import Scheduler, TickResult
+from taskqueue.status import TaskStatus
 from taskqueue.task import Signature, Task, TaskFunction
 
 __version__ = "0.1.0"

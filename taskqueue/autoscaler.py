@@ -29,10 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from taskqueue.config import AutoscalerSettings
-from taskqueue.errors import BrokerError, ConfigurationError
+from taskqueue.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from taskqueue.health import ComponentStatus
@@ -41,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taskqueue.autoscaler")
 
-_REDIS_ERRORS = (redis.exceptions.RedisError, BrokerError)
+from taskqueue.broker.errors import REDIS_ERRORS as _REDIS_ERRORS  # noqa: E402
 
 
 def validate(settings: AutoscalerSettings) -> AutoscalerSettings:

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import time
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from taskqueue.errors import SerializationError, TaskFailed, TaskNotFound
 from taskqueue.serialization import loads
+from taskqueue.status import TaskStatus
 
 if TYPE_CHECKING:
     from taskqueue.broker import TaskRecord
     from taskqueue.queue import TaskQueue
-
-
-class TaskStatus(StrEnum):
-    PENDING = "PENDING"  # in its queue, waiting for a worker
-    SCHEDULED = "SCHEDULED"  # waiting for its due time
-    RUNNING = "RUNNING"  # leased by a worker
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"  # failed for good, by a non-retryable error (not dead-lettered)
-    RETRYING = "RETRYING"  # an attempt failed; the next one is scheduled
-    DEAD = "DEAD"  # in the dead-letter queue: retries spent, rejected, or bad input
-    CANCELLED = "CANCELLED"
-
-    @property
-    def final(self) -> bool:
-        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.DEAD, TaskStatus.CANCELLED)
 
 
 def error_of(record: TaskRecord) -> TaskFailed:

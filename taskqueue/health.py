@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from taskqueue.errors import BrokerError
-
 if TYPE_CHECKING:
     from taskqueue.broker import MetricsReading
     from taskqueue.queue import TaskQueue
 
-_REDIS_ERRORS = (redis.exceptions.RedisError, BrokerError, OSError)
+from taskqueue.broker.errors import REDIS_ERRORS
+
+_REDIS_ERRORS = (*REDIS_ERRORS, OSError)
 
 
 class HealthState(StrEnum):

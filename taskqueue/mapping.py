@@ -20,10 +20,10 @@ import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from taskqueue.broker import FINAL_STATES
 from taskqueue.errors import TaskFailed, TaskNotFound
 from taskqueue.handle import error_of
 from taskqueue.serialization import loads
+from taskqueue.status import FINAL_STATES
 from taskqueue.task import Signature, TaskFunction
 
 if TYPE_CHECKING:

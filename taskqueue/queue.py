@@ -16,8 +16,9 @@ import redis
 
 from taskqueue.broker import EnqueueRequest, RedisBroker, create_client, mask_url
 from taskqueue.config import Settings, load_settings
-from taskqueue.errors import ConfigurationError, TaskNotFound
+from taskqueue.errors import TaskNotFound
 from taskqueue.handle import DeadLetter, TaskHandle
+from taskqueue.identifiers import check_queue, valid_task_id
 from taskqueue.periodic import (
     MISSED_POLICIES,
     PeriodicDefinition,
@@ -63,10 +64,6 @@ def _eta_ms(eta: datetime | None) -> int:
             "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
         )
     return max(1, int(eta.timestamp() * 1000))
-
-
-def _valid_task_id(task_id: object) -> bool:
-    return isinstance(task_id, str) and 0 < len(task_id) <= 128 and not ({"{", "}"} & set(task_id))
 
 
 class TaskQueue:
@@ -333,13 +330,7 @@ class TaskQueue:
 
     # -- enqueueing ----------------------------------------------------------------
     def _check_queue(self, queue: str) -> str:
-        if not isinstance(queue, str) or queue not in self.settings.queues:
-            known = ", ".join(self.settings.queues_by_priority())
-            raise ConfigurationError(
-                f"unknown queue {queue!r}; configured queues are {known}. "
-                f"Add it to settings as [queues.{queue}] priority = N"
-            )
-        return queue
+        return check_queue(self.settings, queue)
 
     def _request(
         self,
@@ -376,7 +367,7 @@ class TaskQueue:
         max_retries = options.get("max_retries", definition.retry.max_retries)
         envelope = Envelope(definition.name, tuple(args), dict(kwargs), options)
         payload = encode(envelope, max_bytes=self.settings.tasks.max_payload_bytes)
-        if task_id is not None and not _valid_task_id(task_id):
+        if task_id is not None and not valid_task_id(task_id):
             raise ValueError(
                 f"task_id must be a non-empty string of at most 128 characters "
                 f"without braces, got {task_id!r}"

@@ -41,12 +41,12 @@ from taskqueue.broker.redis import (
     CLAIM_UNKNOWN,
 )
 from taskqueue.config import SchedulerSettings
-from taskqueue.errors import BrokerError, ConfigurationError
+from taskqueue.errors import ConfigurationError
 from taskqueue.periodic import PeriodicDefinition, parse_document
 
 log = logging.getLogger("taskqueue.scheduler")
 
-REDIS_ERRORS = (redis.exceptions.RedisError, BrokerError)
+from taskqueue.broker.errors import REDIS_ERRORS  # noqa: E402
 
 Clock = datetime | float | int | None
 

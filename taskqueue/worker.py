@@ -30,13 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from taskqueue import capture, context
 from taskqueue.broker import Delivery, FetchResult, RedisBroker
 from taskqueue.config import Settings
 from taskqueue.errors import (
-    BrokerError,
     PayloadTooLarge,
     Reject,
     Retry,
@@ -161,7 +158,7 @@ class _Backoff:
         self.current = min(self.maximum, self.current * 2)
 
 
-REDIS_ERRORS = (redis.exceptions.RedisError, BrokerError)
+from taskqueue.broker.errors import REDIS_ERRORS  # noqa: E402
 
 
 class _AsyncTimeout(TaskTimeout):

@@ -21,17 +21,15 @@ import redis
 import tenacity
 
 from taskqueue.broker.connection import mask_url
+from taskqueue.broker.errors import TRANSIENT
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.scripts import Scripts
 from taskqueue.config import Settings
 from taskqueue.errors import BrokerError
+from taskqueue.status import FINAL_STATES
 
 log = logging.getLogger("taskqueue.broker")
 T = TypeVar("T")
-
-#: Errors after which the same command may succeed: the connection, not the command, failed.
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "DEAD", "CANCELLED"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,9 +67,11 @@ from taskqueue.errors import (
 )
 from taskqueue.errors import describe as shorten
 from taskqueue.handle import error_of
+from taskqueue.identifiers import valid_task_id
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskDefinition, check_name
 from taskqueue.serialization import loads
+from taskqueue.status import FINAL_STATES
 from taskqueue.task import Signature
 
 log = logging.getLogger("taskqueue.flask")
@@ -91,7 +93,6 @@ CONFIG_ALIASES: dict[str, tuple[str, str]] = {
 }
 START_WORKERS_KEY = "TASK_QUEUE_START_WORKERS"
 
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "DEAD", "CANCELLED"})
 ENQUEUE_FIELDS = ("args", "kwargs", "queue", "delay")
 
 
@@ -756,7 +757,7 @@ def _check_arguments(definition: TaskDefinition, args: list[Any], kwargs: dict[s
 # -- task records as JSON --------------------------------------------------------------
 def _visible_record(api: HttpApi, task_id: str) -> TaskRecord:
     """The task, if this API may show it; 404 otherwise (same answer either way)."""
-    valid = 0 < len(task_id) <= 128 and not ({"{", "}"} & set(task_id))
+    valid = valid_task_id(task_id)
     record = _state().queue.broker.get_task(task_id) if valid else None
     if record is None or not api.allows(record.name):
         _fail(

@@ -1,0 +1,15 @@
+"""Which Redis errors mean what: the one home of the error tuples callers catch."""
+
+from __future__ import annotations
+
+import redis
+
+from taskqueue.errors import BrokerError
+
+#: Errors after which the same command may succeed: the connection, not the command, failed.
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+#: Everything a background loop (worker, scheduler, autoscaler, health) treats as "Redis failed".
+REDIS_ERRORS = (redis.exceptions.RedisError, BrokerError)
+
+__all__ = ["REDIS_ERRORS", "TRANSIENT"]

@@ -1,0 +1,200 @@
+"""The broker's ports: one small typed interface per kind of caller.
+
+Callers depend on the port they need, never on the Redis broker class or on
+``TaskQueue``: a producer enqueues and reads its tasks, a worker leases and
+settles them, the scheduler promotes due work, and inspection reads (and
+administers) what is stored. The Redis broker implements all four, for a real
+server and for ``memory://`` alike, and ``tests/test_broker_contract.py``
+checks each port's contract on both.
+
+Each docstring states the atomicity a caller may rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from taskqueue.broker.redis import (
+        Delivery,
+        EnqueueRequest,
+        FetchResult,
+        MetricsReading,
+        PeriodicClaim,
+        PromoteResult,
+        Snapshot,
+        TaskRecord,
+    )
+
+#: A periodic plan: (now_ms, stored definitions, next run times) -> (definitions to write, names to drop).
+PeriodicPlan = Callable[[int, dict[str, bytes], dict[str, int]], tuple[dict[str, tuple[str, int]], list[str]]]
+
+#: One acknowledgement: the delivery, its encoded result, its runtime in milliseconds.
+Ack = tuple["Delivery", bytes, int]
+
+
+@runtime_checkable
+class Producer(Protocol):
+    """What code that sends tasks and waits on them needs."""
+
+    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
+        """Write every request or none (one round trip); False for a repeated request already stored."""
+
+    def cancel(self, task_id: str) -> str | None:
+        """Cancel one task that has not started; returns its status before, None if unknown."""
+
+    def cancel_many(self, task_ids: Sequence[str]) -> list[str | None]:
+        """``cancel`` for many tasks in one round trip."""
+
+    def get_task(self, task_id: str, *, history: bool = False) -> TaskRecord | None:
+        """The stored record, or None when no such task exists (or its record expired)."""
+
+    def get_tasks(self, task_ids: Sequence[str], *, history: bool = False) -> list[TaskRecord | None]:
+        """``get_task`` for many ids in one round trip, in order."""
+
+    def task_statuses(self, task_ids: Sequence[str]) -> list[str]:
+        """The status of each task ("" when unknown), in one round trip."""
+
+    def task_logs(self, task_id: str) -> list[str]:
+        """The captured output lines of a task, oldest first."""
+
+    def watch(self, task_id: str) -> TaskRecord | None:
+        """Register interest in the task's done signal, then read its record (no lost wake-up)."""
+
+    def wait_done(self, task_id: str, timeout: float) -> bool:
+        """Block until the task's done signal or the timeout; True when signalled."""
+
+
+@runtime_checkable
+class WorkerLink(Protocol):
+    """What a worker pool needs: leases, outcomes, heartbeats and wake-ups."""
+
+    def ack_and_fetch(
+        self,
+        acks: Sequence[Ack],
+        worker_id: str,
+        queues: Sequence[str],
+        count: int,
+        logs: Mapping[str, Sequence[str]] | None = None,
+    ) -> tuple[list[bool], FetchResult | None]:
+        """Store results (fenced by each lease's token) and lease up to ``count`` more, in one round trip."""
+
+    def fail(
+        self,
+        delivery: Delivery,
+        *,
+        action: str,
+        history_entry: dict[str, Any],
+        error: bytes,
+        delay_ms: int = 0,
+        reason: str = "",
+        logs: Sequence[str] = (),
+        runtime_ms: int = -1,
+    ) -> tuple[bool, int]:
+        """Record a failed attempt and its consequence (retry, fail, dead, cancel) atomically."""
+
+    def release(self, deliveries: Iterable[Delivery]) -> int:
+        """Give unstarted leased tasks back to the front of their queues, attempts not counted."""
+
+    def heartbeat(
+        self, worker_id: str, info: dict[str, Any], held: Sequence[tuple[str, str]], registry_ttl: float
+    ) -> tuple[list[str], list[str]]:
+        """Publish the worker, renew the leases it holds; returns (lost ids, cancelled ids)."""
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Remove the worker from the registry at a clean stop."""
+
+    def wait_for_work(self, queues: Sequence[str], worker_id: str, timeout: float) -> bool:
+        """Block on the wake lists of ``queues`` until woken or the timeout; True when woken."""
+
+    def wait_control(self, worker_id: str, timeout: float) -> list[str]:
+        """Block on the worker's control list; the messages received (cancellations)."""
+
+    def send_control(self, worker_id: str, message: str = "") -> None:
+        """Push a control message to one worker process."""
+
+    def wake_workers(self, worker_id: str, count: int) -> None:
+        """Wake ``count`` idle threads of a worker process."""
+
+
+@runtime_checkable
+class SchedulerLink(Protocol):
+    """What the scheduler needs: due work moved to its queue exactly once."""
+
+    def promote(self, max_tasks: int, max_periodic: int, now_ms: int | None = None) -> PromoteResult:
+        """Move due delayed tasks and retries to their queues atomically; list due periodic slots."""
+
+    def claim_periodic(
+        self, claims: Sequence[PeriodicClaim], now_ms: int | None = None
+    ) -> list[tuple[int, int]]:
+        """Claim each periodic slot once across every scheduler, enqueueing its run in the same step."""
+
+    def sync_periodic(self, plan: PeriodicPlan, now_ms: int | None = None) -> None:
+        """Apply this process's periodic definitions to the stored ones (WATCH transaction)."""
+
+    def periodic_state(self) -> tuple[dict[str, bytes], dict[str, int]]:
+        """The stored periodic definitions and their next run times."""
+
+
+@runtime_checkable
+class Inspection(Protocol):
+    """What metrics, health, the monitor, the CLI and HTTP read and administer."""
+
+    def ping(self) -> float:
+        """Round-trip time in seconds; raises BrokerError when Redis is unreachable."""
+
+    def server_info(self) -> dict[str, Any]:
+        """Server version, memory and persistence facts for health."""
+
+    def eviction_policy(self) -> str | None:
+        """The server's maxmemory-policy, None when it cannot be read."""
+
+    def queue_lengths(self, queues: Sequence[str]) -> dict[str, int]:
+        """Pending tasks per queue."""
+
+    def dead_count(self, queues: Sequence[str]) -> dict[str, int]:
+        """Dead letters per queue."""
+
+    def dead_ids(self, queue: str, limit: int = 1000) -> list[str]:
+        """Ids of a queue's dead letters, newest first."""
+
+    def forget_dead(self, queue: str, ids: Sequence[str]) -> None:
+        """Drop index entries whose records are gone."""
+
+    def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
+        """Move dead letters (one or all of a queue) back to their queue, attempts reset."""
+
+    def purge_queue(self, queue: str) -> int:
+        """Delete a queue's pending tasks; the number deleted."""
+
+    def purge_dead(self, queue: str) -> int:
+        """Delete a queue's dead letters; the number deleted."""
+
+    def stats(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Counters per queue (processed, failed, retried, dead, ...)."""
+
+    def live_workers(self) -> dict[str, dict[str, Any]]:
+        """Worker processes whose heartbeat is current, with what they published."""
+
+    def snapshot(self, queues: Sequence[str], dead_limit: int = 20, scheduled_limit: int = 20) -> Snapshot:
+        """Everything the monitor shows, read in one round trip."""
+
+    def read_metrics(self, queues: Sequence[str]) -> MetricsReading:
+        """Counters, histograms and worker facts for ``get_metrics``."""
+
+    def record_scaling(self, direction: str, decision: dict[str, Any]) -> None:
+        """Keep the autoscaler's last decision for the monitor and metrics."""
+
+    def pause(self, queue: str, paused: bool = True) -> None:
+        """Pause or resume a queue for every worker."""
+
+    def paused_queues(self) -> set[str]:
+        """The queues that are paused."""
+
+
+class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
+    """All four ports: what ``TaskQueue`` holds and hands out piece by piece."""
+
+
+__all__ = ["Ack", "Broker", "Inspection", "PeriodicPlan", "Producer", "SchedulerLink", "WorkerLink"]

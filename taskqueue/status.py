@@ -1,0 +1,26 @@
+"""Task states: the one home of what each status means and which are final."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"  # in its queue (or leased into a worker's prefetch buffer, not started)
+    SCHEDULED = "SCHEDULED"  # waiting for its due time
+    RUNNING = "RUNNING"  # its code has started in a worker
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"  # failed for good, by a non-retryable error (not dead-lettered)
+    RETRYING = "RETRYING"  # an attempt failed; the next one is scheduled
+    DEAD = "DEAD"  # in the dead-letter queue: retries spent, rejected, or bad input
+    CANCELLED = "CANCELLED"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+#: States a task never leaves (its outcome is stored; result() returns or raises).
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "DEAD", "CANCELLED"})
+
+__all__ = ["FINAL_STATES", "TaskStatus"]
