@@ -18,6 +18,7 @@ from taskqueue.broker import EnqueueRequest, RedisBroker, create_client, mask_ur
 from taskqueue.config import Settings, load_settings
 from taskqueue.errors import TaskNotFound
 from taskqueue.handle import DeadLetter, TaskHandle
+from taskqueue.hooks import H, Hook, Hooks
 from taskqueue.identifiers import check_queue, valid_task_id
 from taskqueue.periodic import (
     MISSED_POLICIES,
@@ -31,6 +32,7 @@ from taskqueue.registry import registry as default_registry
 from taskqueue.retry import WaitStrategy
 from taskqueue.scheduler import Scheduler
 from taskqueue.serialization import Envelope, Signer, encode
+from taskqueue.services import Services
 from taskqueue.task import Signature, Task, TaskFunction, definition_of, function_definition
 from taskqueue.worker import WorkerPool
 
@@ -98,6 +100,10 @@ class TaskQueue:
         self._pool: WorkerPool | None = None
         self._closed = False
         self._extensions: dict[str, Any] = {}
+        #: Lifecycle hooks (DESIGN 9): ``q.on(event, fn)``; see taskqueue.hooks.
+        self.hooks = Hooks()
+        #: Services running beside the workers (scheduler, autoscaler, monitor, metrics servers).
+        self.services = Services()
         self._periodic: dict[str, PeriodicDefinition] = {}
         self._periodic_origin: dict[str, Any] = {}
 
@@ -133,6 +139,21 @@ class TaskQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- hooks -----------------------------------------------------------------------
+    @overload
+    def on(self, event: str) -> Callable[[H], H]: ...
+    @overload
+    def on(self, event: str, fn: H) -> H: ...
+    def on(self, event: str, fn: H | None = None) -> H | Callable[[H], H]:
+        """Call ``fn(TaskEvent)`` on ``event``; without ``fn``, a decorator: ``@q.on("task_failed")``."""
+        if fn is None:
+            return self.hooks.on(event)
+        return self.hooks.on(event, fn)
+
+    def off(self, event: str, fn: Hook) -> bool:
+        """Stop calling ``fn`` on ``event``; False when it was not registered."""
+        return self.hooks.off(event, fn)
 
     # -- defining tasks ------------------------------------------------------------
     @overload
