@@ -31,22 +31,22 @@ from typing import Any
 
 import redis
 
-from taskqueue.broker import PeriodicClaim, RedisBroker
-from taskqueue.broker.redis import (
+from taskqueue.broker import (
     CLAIM_ENQUEUED,
     CLAIM_EXISTS,
     CLAIM_LOST,
     CLAIM_NOT_DUE,
     CLAIM_SKIPPED,
     CLAIM_UNKNOWN,
+    PeriodicClaim,
+    SchedulerLink,
 )
+from taskqueue.broker.errors import REDIS_ERRORS
 from taskqueue.config import SchedulerSettings
 from taskqueue.errors import ConfigurationError
 from taskqueue.periodic import PeriodicDefinition, parse_document
 
 log = logging.getLogger("taskqueue.scheduler")
-
-from taskqueue.broker.errors import REDIS_ERRORS  # noqa: E402
 
 Clock = datetime | float | int | None
 
@@ -94,11 +94,10 @@ class Scheduler:
 
     def __init__(
         self,
-        broker: RedisBroker,
+        broker: SchedulerLink,
         definitions: Callable[[], Mapping[str, PeriodicDefinition]],
-        settings: SchedulerSettings | None = None,
+        settings: SchedulerSettings,
     ) -> None:
-        settings = settings or broker.settings.scheduler
         if not (isinstance(settings.tick_interval, (int, float)) and settings.tick_interval > 0):
             raise ConfigurationError(
                 f"scheduler.tick_interval = {settings.tick_interval!r}: must be a number of seconds > 0"

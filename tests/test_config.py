@@ -16,6 +16,7 @@ import pytest
 from taskqueue import ConfigurationError, Settings, TaskQueue, TaskQueueBuilder, TaskRegistry, load_settings
 from taskqueue import registry as default_registry
 from taskqueue.config import ALIASES, SECTIONS, _rules
+from tests.brokerkit import queue_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +171,7 @@ def test_custom_queue_with_priority_from_the_file(project: Path) -> None:
     q = TaskQueue("memory://custom-queues", settings=s, registry=TaskRegistry())
     try:
         report = q.task(name="report", queue="reports")(lambda: "ok")
-        assert report.delay().id in q.broker.queue_ids("reports")
+        assert report.delay().id in queue_ids(q.broker, "reports")
     finally:
         q.close()
 

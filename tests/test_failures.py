@@ -22,6 +22,7 @@ from taskqueue import (
 )
 from taskqueue.embedded import EmbeddedServer
 
+from .brokerkit import ack, fetch
 from .conftest import make_settings, wait_until
 
 
@@ -270,14 +271,14 @@ def test_an_outcome_from_a_lost_lease_never_overwrites_the_newer_one(any_queue: 
 
     handle = job.delay()
     broker = any_queue.broker
-    old = broker.fetch("worker-a", ["default"], 1).deliveries[0]
+    old = fetch(broker, "worker-a", ["default"], 1).deliveries[0]
     # The lease is lost (say, the worker stalled); the task is delivered again.
     broker.client.zadd(broker.keys.leases, {handle.id: 0})
-    new = broker.fetch("worker-b", ["default"], 1).deliveries[0]
+    new = fetch(broker, "worker-b", ["default"], 1).deliveries[0]
     assert new.id == old.id and new.attempt == 2 and new.token != old.token
-    assert broker.ack(new, b"\x02", 5)
+    assert ack(broker, new, b"\x02", 5)
     # The stalled worker wakes up and answers late: both kinds of answer are ignored.
-    assert broker.ack(old, b"\x01", 5) is False
+    assert ack(broker, old, b"\x01", 5) is False
     stored, _ = broker.fail(old, action="dead", history_entry={}, error=b"", reason="late")
     assert stored is False
     assert handle.result(timeout=1) == 2 and handle.status is TaskStatus.SUCCEEDED

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from taskqueue import ConfigurationError, TaskFailed, TaskNotFound, TaskQueue, TaskStatus, current_task
+from tests.brokerkit import queue_ids
 
 
 def test_results_come_back_in_input_order(any_queue: TaskQueue) -> None:
@@ -59,7 +60,7 @@ def test_first_failure_raises_with_remote_traceback_and_cancels_the_rest(queue: 
         assert error.error_type == "ValueError" and "bad input -1" in error.error_message
         assert 'raise ValueError(f"bad input {x}")' in error.remote_traceback
         assert any("item 0 of 5" in note for note in error.__notes__)
-        ids = queue.broker.queue_ids("default")
+        ids = queue_ids(queue.broker, "default")
         assert ids == []  # the pending ones were cancelled, not left in the queue
     assert len(started) <= 2  # the failing task, and at most the one running at that moment
 
@@ -92,7 +93,7 @@ def test_timeout_raises_and_cancels_pending_tasks(queue: TaskQueue, monkeypatch)
         queue.map(never_runs, [1, 2, 3], progress=False, timeout=0.3)
     assert len(sent) == 3
     assert [h.status for h in sent] == [TaskStatus.CANCELLED] * 3
-    assert queue.broker.queue_ids("default") == []
+    assert queue_ids(queue.broker, "default") == []
 
 
 def test_interrupt_cancels_unfinished_tasks(queue: TaskQueue, monkeypatch) -> None:

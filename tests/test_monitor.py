@@ -10,6 +10,7 @@ import redis
 pytest.importorskip("ipywidgets", reason="the monitor needs ipywidgets (pip install -e '.[dev]')")
 
 from taskqueue import TaskFailed, TaskHandle, TaskQueue, TaskStatus, display
+from tests.brokerkit import queue_ids
 from tests.conftest import wait_until
 
 
@@ -110,7 +111,7 @@ def test_requeue_button_puts_the_dead_task_back_after_confirmation(queue: TaskQu
         m.confirm_button.click()
         assert target.status == TaskStatus.PENDING
         assert target.attempts == 0
-        assert target.id in queue.broker.queue_ids("default")
+        assert target.id in queue_ids(queue.broker, "default")
         assert m.confirm_box.layout.display == "none"
         assert m.dead_title.value.endswith("Dead letters (1)</h4>")
         assert m.queue_rows["default"].pending.value == "4 pending"

@@ -14,6 +14,7 @@ from taskqueue.broker import EnqueueRequest
 from taskqueue.embedded import EmbeddedServer
 from taskqueue.errors import BrokerError
 
+from .brokerkit import ack, fetch
 from .conftest import make_settings, wait_until
 
 
@@ -35,11 +36,11 @@ def test_a_repeated_ack_is_recognised_and_a_stale_one_refused(queue: TaskQueue) 
 
     handle = job.delay()
     broker = queue.broker
-    delivery = broker.fetch("w", ["default"], 1).deliveries[0]
-    assert broker.ack(delivery, b"\x01", 1) is True
-    assert broker.ack(delivery, b"\x01", 1) is True  # repeated
+    delivery = fetch(broker, "w", ["default"], 1).deliveries[0]
+    assert ack(broker, delivery, b"\x01", 1) is True
+    assert ack(broker, delivery, b"\x01", 1) is True  # repeated
     stale = type(delivery)(delivery.id, b"", "", 1, "w:0:1", "default")
-    assert broker.ack(stale, b"\x02", 1) is False
+    assert ack(broker, stale, b"\x02", 1) is False
     assert handle.result(timeout=1) == 1
 
 

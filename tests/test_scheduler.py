@@ -33,11 +33,11 @@ from taskqueue import (
     TaskRegistry,
     TaskStatus,
 )
-from taskqueue.broker import PeriodicClaim
-from taskqueue.broker.redis import CLAIM_LOST
+from taskqueue.broker import CLAIM_LOST, PeriodicClaim
 from taskqueue.periodic import Cron, Every
 from taskqueue.serialization import decode
 
+from .brokerkit import queue_ids
 from .conftest import make_settings, wait_until
 
 T0 = datetime(2024, 7, 1, 6, 0, tzinfo=UTC)
@@ -66,7 +66,7 @@ def other_queue(redis_client: redis.Redis, redis_url: str) -> Iterator[Callable[
 
 
 def queued_ids(q: TaskQueue, queue: str = "default") -> list[str]:
-    return q.broker.queue_ids(queue)
+    return queue_ids(q.broker, queue)
 
 
 # -- delayed tasks ------------------------------------------------------------------------

@@ -1,13 +1,28 @@
-"""The Redis broker: key layout (keys.py), Lua scripts (scripts/), connections.
+"""The Redis broker: key layout (keys.py), Lua scripts (scripts/), connections,
+and the ports (ports.py) through which the rest of taskqueue uses it.
 
 ``memory://`` is the same broker over fakeredis, so both modes run the same
-scripts and pass the same contract tests.
+scripts and pass the same contract tests (``tests/test_broker_contract.py``).
 """
 
 from taskqueue.broker.connection import create_client, mask_url
 from taskqueue.broker.keys import Keys
-from taskqueue.broker.redis import (
-    FINAL_STATES,
+from taskqueue.broker.ports import (
+    CLAIM_ENQUEUED,
+    CLAIM_EXISTS,
+    CLAIM_LOST,
+    CLAIM_NOT_DUE,
+    CLAIM_SKIPPED,
+    CLAIM_UNKNOWN,
+    Ack,
+    Broker,
+    Inspection,
+    PeriodicPlan,
+    Producer,
+    SchedulerLink,
+    WorkerLink,
+)
+from taskqueue.broker.records import (
     DeadEntry,
     Delivery,
     EnqueueRequest,
@@ -15,26 +30,43 @@ from taskqueue.broker.redis import (
     MetricsReading,
     PeriodicClaim,
     PromoteResult,
-    RedisBroker,
     ScheduledEntry,
     Snapshot,
     TaskRecord,
 )
+from taskqueue.broker.redis import RedisBroker
+from taskqueue.status import FINAL_STATES
 
 __all__ = [
-    "FINAL_STATES",
+    # the broker and its connection
+    "RedisBroker",
+    "Keys",
+    "create_client",
+    "mask_url",
+    # the ports
+    "Broker",
+    "Producer",
+    "WorkerLink",
+    "SchedulerLink",
+    "Inspection",
+    "Ack",
+    "PeriodicPlan",
+    "CLAIM_ENQUEUED",
+    "CLAIM_SKIPPED",
+    "CLAIM_EXISTS",
+    "CLAIM_LOST",
+    "CLAIM_NOT_DUE",
+    "CLAIM_UNKNOWN",
+    # the records they speak in
     "DeadEntry",
     "Delivery",
     "EnqueueRequest",
     "FetchResult",
+    "MetricsReading",
     "PeriodicClaim",
     "PromoteResult",
-    "Keys",
-    "MetricsReading",
-    "RedisBroker",
     "ScheduledEntry",
     "Snapshot",
     "TaskRecord",
-    "create_client",
-    "mask_url",
+    "FINAL_STATES",
 ]

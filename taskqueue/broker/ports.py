@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from taskqueue.broker.redis import (
+    import redis
+
+    from taskqueue.broker.records import (
         Delivery,
         EnqueueRequest,
         FetchResult,
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
         Snapshot,
         TaskRecord,
     )
+    from taskqueue.errors import BrokerError
 
 #: A periodic plan: (now_ms, stored definitions, next run times) -> (definitions to write, names to drop).
 PeriodicPlan = Callable[[int, dict[str, bytes], dict[str, int]], tuple[dict[str, tuple[str, int]], list[str]]]
@@ -118,9 +121,22 @@ class WorkerLink(Protocol):
         """Wake ``count`` idle threads of a worker process."""
 
 
+#: What ``SchedulerLink.claim_periodic`` answers, one code per claim (``claim_periodic.lua``).
+CLAIM_ENQUEUED = 1  # the slot was claimed and its run enqueued
+CLAIM_SKIPPED = 2  # the slot was claimed and skipped (missed-run policy "skip")
+CLAIM_EXISTS = 3  # the slot was claimed; a task for it existed already, so none was enqueued
+CLAIM_LOST = 0  # another scheduler claimed the slot first
+CLAIM_NOT_DUE = -1  # the slot is not due yet by the server clock
+CLAIM_UNKNOWN = -2  # the periodic task is not registered (any more)
+
+
 @runtime_checkable
 class SchedulerLink(Protocol):
-    """What the scheduler needs: due work moved to its queue exactly once."""
+    """What the scheduler needs: due work moved to its queue exactly once.
+
+    Calls raise the Redis error at once (the scheduler loop backs off);
+    ``wrap_error`` turns one into the ``BrokerError`` a caller reports.
+    """
 
     def promote(self, max_tasks: int, max_periodic: int, now_ms: int | None = None) -> PromoteResult:
         """Move due delayed tasks and retries to their queues atomically; list due periodic slots."""
@@ -128,13 +144,19 @@ class SchedulerLink(Protocol):
     def claim_periodic(
         self, claims: Sequence[PeriodicClaim], now_ms: int | None = None
     ) -> list[tuple[int, int]]:
-        """Claim each periodic slot once across every scheduler, enqueueing its run in the same step."""
+        """Claim each periodic slot once across every scheduler, enqueueing its run in the same step.
+
+        Returns (a ``CLAIM_*`` code, the task's next run ms) per claim, in one round trip.
+        """
 
     def sync_periodic(self, plan: PeriodicPlan, now_ms: int | None = None) -> None:
         """Apply this process's periodic definitions to the stored ones (WATCH transaction)."""
 
     def periodic_state(self) -> tuple[dict[str, bytes], dict[str, int]]:
         """The stored periodic definitions and their next run times."""
+
+    def wrap_error(self, exc: redis.exceptions.RedisError, doing: str) -> BrokerError:
+        """The ``BrokerError`` to raise for ``exc``: its cause, ``doing``, the masked URL."""
 
 
 @runtime_checkable
@@ -197,4 +219,18 @@ class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
     """All four ports: what ``TaskQueue`` holds and hands out piece by piece."""
 
 
-__all__ = ["Ack", "Broker", "Inspection", "PeriodicPlan", "Producer", "SchedulerLink", "WorkerLink"]
+__all__ = [
+    "Ack",
+    "Broker",
+    "Inspection",
+    "PeriodicPlan",
+    "Producer",
+    "SchedulerLink",
+    "WorkerLink",
+    "CLAIM_ENQUEUED",
+    "CLAIM_SKIPPED",
+    "CLAIM_EXISTS",
+    "CLAIM_LOST",
+    "CLAIM_NOT_DUE",
+    "CLAIM_UNKNOWN",
+]

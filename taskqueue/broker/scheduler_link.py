@@ -1,0 +1,124 @@
+"""The scheduler port over Redis: due work moved to its queue, periodic slots claimed once.
+
+``promote`` and ``claim_periodic`` are script calls that compare due times
+with the server clock, so schedulers on hosts with skewed clocks agree, and
+raise at once (the scheduler loop backs off). Registering definitions
+(``sync_periodic``) and reading them (``periodic_state``) happen at start-up
+and from status commands: they retry like producer calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from taskqueue.broker.core import RedisCore
+from taskqueue.broker.ports import PeriodicPlan, SchedulerLink
+from taskqueue.broker.records import PeriodicClaim, PromoteResult, server_ms, text
+
+
+def _claim_args(c: PeriodicClaim, now_ms: int | None) -> list[Any]:
+    """ARGV of ``claim_periodic.lua`` for one claim."""
+    return [
+        c.name,
+        c.slot_ms,
+        c.next_ms,
+        c.document,
+        1 if c.run else 0,
+        c.task_id,
+        c.payload,
+        c.queue,
+        c.task_name,
+        c.max_retries,
+        c.signature,
+        now_ms or 0,
+    ]
+
+
+class RedisSchedulerLink(RedisCore, SchedulerLink):
+    """``SchedulerLink`` on Redis: one script call per tick, one pipeline of claims."""
+
+    def promote(self, max_tasks: int, max_periodic: int, now_ms: int | None = None) -> PromoteResult:
+        """Move due scheduled tasks to their queues (oldest first) and list due periodic tasks.
+
+        One script call: atomic, and cheap when nothing is due. ``now_ms``
+        replaces the server clock (tests only).
+        """
+        k = self.keys
+        reply = self._run(
+            "promote",
+            [k.scheduled, k.task_prefix, k.queue_prefix, k.wake_prefix, k.periodic_due, k.periodic],
+            [max_tasks, max_periodic, now_ms or 0],
+        )
+        return PromoteResult.from_reply(reply)
+
+    def claim_periodic(
+        self, claims: Sequence[PeriodicClaim], now_ms: int | None = None
+    ) -> list[tuple[int, int]]:
+        """Claim periodic slots (compare-and-set on their next run), in one round trip.
+
+        Returns (code, next run ms) per claim; see the ``CLAIM_*`` codes in ``ports``.
+        """
+        if not claims:
+            return []
+        k = self.keys
+
+        def build(pipe: Any) -> None:
+            for c in claims:
+                self.scripts.queue(
+                    pipe,
+                    "claim_periodic",
+                    [
+                        k.periodic_due,
+                        k.periodic,
+                        k.task(c.task_id),
+                        k.queue(c.queue),
+                        k.wake(c.queue),
+                        k.stats(c.queue),
+                    ],
+                    _claim_args(c, now_ms),
+                )
+
+        return [(int(code), int(next_ms)) for code, next_ms in self._pipeline(build)]
+
+    def sync_periodic(self, plan: PeriodicPlan, now_ms: int | None = None) -> None:
+        """Register periodic definitions: read what is stored, let ``plan`` decide, write.
+
+        A WATCH transaction: if a scheduler claims a slot meanwhile, the read
+        is repeated, so a registration never undoes a claim.
+        """
+        k = self.keys
+
+        def transaction(pipe: Any) -> None:
+            stored = {text(n): doc for n, doc in pipe.hgetall(k.periodic).items()}
+            due = {text(n): int(s) for n, s in pipe.zrange(k.periodic_due, 0, -1, withscores=True)}
+            now = server_ms(pipe.time()) if now_ms is None else now_ms
+            upserts, removals = plan(now, stored, due)
+            pipe.multi()
+            for name, (document, next_ms) in upserts.items():
+                pipe.hset(k.periodic, name, document)
+                pipe.zadd(k.periodic_due, {name: next_ms})
+            if removals:
+                pipe.hdel(k.periodic, *removals)
+                pipe.zrem(k.periodic_due, *removals)
+
+        self.producer_call(
+            "registering periodic tasks",
+            lambda: self.client.transaction(transaction, k.periodic, k.periodic_due),
+        )
+
+    def periodic_state(self) -> tuple[dict[str, bytes], dict[str, int]]:
+        """The stored periodic documents and next runs (ms), as ``periodic_tasks()`` shows them."""
+        k = self.keys
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(k.periodic)
+            pipe.zrange(k.periodic_due, 0, -1, withscores=True)
+            return pipe.execute()
+
+        docs, due = self.producer_call("reading periodic tasks", read)
+        return {text(n): d for n, d in docs.items()}, {text(n): int(s) for n, s in due}
+
+
+__all__ = ["RedisSchedulerLink"]
