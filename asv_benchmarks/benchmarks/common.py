@@ -162,7 +162,8 @@ def wait_processed(queue: TaskQueue, count: int, timeout: float) -> None:
 #: Commands that only a client sends (scripts cannot call them): their count is
 #: the number of commands the clients issued, as opposed to those run inside Lua.
 CLIENT_COMMANDS = frozenset(
-    {"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "blpop", "brpop", "blmove", "multi", "exec"}
+    {"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"}
+    | {"blpop", "brpop", "blmove", "brpoplpush", "multi", "exec"}
 )
 
 

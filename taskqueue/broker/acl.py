@@ -17,7 +17,7 @@ from taskqueue.broker.keys import Keys
 #: of maxmemory-policy. CLIENT SETINFO is redis-py's handshake.
 CLIENT_COMMANDS = (
     "evalsha", "script|load", "multi", "exec", "ping", "time", "info", "client|setinfo",
-    "blpop", "blmove", "rpush", "lrange", "llen", "del", "expire", "pexpire",
+    "blpop", "brpoplpush", "rpush", "lrange", "llen", "del", "expire", "pexpire",
     "hgetall", "zrange", "zrangebyscore", "zcard", "zrem", "sadd", "srem", "smembers", "lindex",
     "watch", "unwatch",
 )  # fmt: skip

@@ -138,8 +138,12 @@ class RedisProducer(RedisCore, Producer):
     def wait_done(self, task_id: str, timeout: float) -> bool:
         """Block until the task's done list has an element, or timeout; no polling.
 
-        BLMOVE of the list onto itself leaves the element in place, so any
-        number of waiters (in any process) see the same signal.
+        Moving the list's element onto the same list leaves it in place, so any
+        number of waiters (in any process) see the same signal. BRPOPLPUSH, not
+        its newer spelling BLMOVE RIGHT LEFT: the same command to Redis, and the
+        one of the two that blocks on the in-process server of ``memory://``
+        (fakeredis answers BLMOVE on an empty list at once, so every ``result()``
+        would spin).
         """
         key = self.keys.done(task_id)
         # Keep each blocking call under the socket timeout.
@@ -147,8 +151,7 @@ class RedisProducer(RedisCore, Producer):
         return bool(
             self.producer_call(
                 f"waiting for task {task_id}",
-                # redis-py types the timeout as int; the server takes fractions of a second.
-                lambda: self.client.blmove(key, key, step, "RIGHT", "LEFT"),  # type: ignore[arg-type]
+                lambda: self.client.brpoplpush(key, key, step),
             )
         )
 
