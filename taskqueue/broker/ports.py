@@ -164,7 +164,7 @@ class Inspection(Protocol):
     """What metrics, health, the monitor, the CLI and HTTP read and administer."""
 
     def ping(self) -> float:
-        """Round-trip time in seconds; raises BrokerError when Redis is unreachable."""
+        """Round-trip time in seconds; a Redis error is raised at once (health reports what it sees)."""
 
     def server_info(self) -> dict[str, Any]:
         """Server version, memory and persistence facts for health."""
@@ -179,7 +179,7 @@ class Inspection(Protocol):
         """Dead letters per queue."""
 
     def dead_ids(self, queue: str, limit: int = 1000) -> list[str]:
-        """Ids of a queue's dead letters, newest first."""
+        """Ids of a queue's dead letters, oldest first (the order they died)."""
 
     def forget_dead(self, queue: str, ids: Sequence[str]) -> None:
         """Drop index entries whose records are gone."""
