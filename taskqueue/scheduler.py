@@ -39,6 +39,7 @@ from taskqueue.broker import (
     CLAIM_SKIPPED,
     CLAIM_UNKNOWN,
     PeriodicClaim,
+    PromoteResult,
     SchedulerLink,
 )
 from taskqueue.broker.errors import REDIS_ERRORS
@@ -179,8 +180,27 @@ class Scheduler:
 
     def _tick(self, now_ms: int | None) -> TickResult:
         found = self.broker.promote(self.max_tasks_per_tick, self.max_tasks_per_tick, now_ms)
+        claims = self._claims(found)
+        replies = self.broker.claim_periodic(claims, now_ms)
+        enqueued, skipped, next_runs = self._settle(claims, replies, found.now_ms)
+        stats = self.stats
+        stats["ticks"] += 1
+        stats["promoted"] += found.moved
+        stats["enqueued"] += len(enqueued)
+        stats["skipped"] += len(skipped)
+        due = [t for t in (found.next_periodic_ms, found.next_scheduled_ms, *next_runs) if t >= 0]
+        return TickResult(
+            now_ms=found.now_ms,
+            promoted=found.moved,
+            enqueued=enqueued,
+            skipped=skipped,
+            next_due_ms=min(due) if due else -1,
+        )
+
+    def _claims(self, found: PromoteResult) -> list[PeriodicClaim]:
+        """One claim per due periodic slot this process defines; each carries the run
+        (or the skip, per the missed-run policy) and the document to store with it."""
         server_now = found.now_ms
-        candidates = [found.next_periodic_ms, found.next_scheduled_ms]
         local = self._definitions()
         claims: list[PeriodicClaim] = []
         for name, slot, raw in found.due_periodic:
@@ -216,9 +236,17 @@ class Scheduler:
                     max_retries=definition.max_retries,
                 )
             )
+        return claims
+
+    def _settle(
+        self, claims: list[PeriodicClaim], replies: list[tuple[int, int]], server_now: int
+    ) -> tuple[list[str], list[str], list[int]]:
+        """Log and count what each claim came to. Returns (ids enqueued, names skipped,
+        the next runs that are known, for the thread's sleep)."""
         enqueued: list[str] = []
         skipped: list[str] = []
-        for claim, (code, next_ms) in zip(claims, self.broker.claim_periodic(claims, now_ms), strict=True):
+        next_runs: list[int] = []
+        for claim, (code, next_ms) in zip(claims, replies, strict=True):
             if code == CLAIM_ENQUEUED:
                 enqueued.append(claim.task_id)
                 log.debug("enqueued periodic task %s as %s", claim.name, claim.task_id)
@@ -243,20 +271,8 @@ class Scheduler:
                     claim.name,
                 )
             if code in (CLAIM_ENQUEUED, CLAIM_SKIPPED, CLAIM_EXISTS, CLAIM_LOST, CLAIM_NOT_DUE):
-                candidates.append(next_ms)
-        stats = self.stats
-        stats["ticks"] += 1
-        stats["promoted"] += found.moved
-        stats["enqueued"] += len(enqueued)
-        stats["skipped"] += len(skipped)
-        due = [t for t in candidates if t >= 0]
-        return TickResult(
-            now_ms=server_now,
-            promoted=found.moved,
-            enqueued=enqueued,
-            skipped=skipped,
-            next_due_ms=min(due) if due else -1,
-        )
+                next_runs.append(next_ms)
+        return enqueued, skipped, next_runs
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._warned:
