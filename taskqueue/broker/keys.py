@@ -40,7 +40,7 @@ class Keys:
     @property
     def done_prefix(self) -> str:
         """LIST per task: gets one element when the task reaches a final state,
-        so ``result()`` can block on it (BLMOVE onto itself) instead of polling."""
+        so ``result()`` can block on it (BRPOPLPUSH onto itself) instead of polling."""
         return self.base + "done:"
 
     @property
