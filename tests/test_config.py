@@ -16,6 +16,7 @@ import pytest
 from taskqueue import ConfigurationError, Settings, TaskQueue, TaskQueueBuilder, TaskRegistry, load_settings
 from taskqueue import registry as default_registry
 from taskqueue.config import ALIASES, SECTIONS, _rules
+from taskqueue.urls import mask_url
 from tests.brokerkit import queue_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +117,32 @@ def test_default_section_dynaconf_spelling_is_the_base(project: Path) -> None:
     )
     s = load_settings(env="production", environ={})
     assert (s.workers.initial_count, s.workers.prefetch) == (2, 1)
+
+
+def test_an_environment_without_a_section_is_an_error_listing_the_sections(project: Path) -> None:
+    write(project, "settings.toml", "[production.redis]\npool_size = 9\n[staging.workers]\nprefetch = 1\n")
+    with pytest.raises(ConfigurationError) as exc:
+        load_settings(environ={"TASK_QUEUE_ENV": "prodution"})
+    problem = problems_of(exc)["environment"]
+    assert (problem.value, problem.source) == ("prodution", "variable TASK_QUEUE_ENV")
+    assert "no [prodution.<section>] table" in problem.rule
+    assert "environment sections in settings.toml: production, staging" in problem.rule
+    assert "did you mean 'production'?" in problem.rule
+    with pytest.raises(ConfigurationError, match=r"environment = 'qa' \(from the env argument\)"):
+        load_settings(env="qa", environ={})
+    # The default environment needs no section of its own; [default.*] is the base, not an environment.
+    assert load_settings(environ={}).redis.pool_size == 50
+    assert load_settings(env="default", environ={}) == Settings()
+    assert load_settings(env="PRODUCTION", environ={}).redis.pool_size == 9
+
+
+def test_an_environment_without_any_settings_file_is_an_error(project: Path) -> None:
+    with pytest.raises(ConfigurationError) as exc:
+        load_settings(environ={"TASK_QUEUE_ENV": "production"})
+    assert "no settings file was read (looked for settings.toml" in problems_of(exc)["environment"].rule
+    write(project, "settings.toml", "[redis]\npool_size = 9\n")
+    with pytest.raises(ConfigurationError, match=r"no environment sections in settings\.toml"):
+        load_settings(environ={"TASK_QUEUE_ENV": "production"})
 
 
 def test_explicit_path_reads_its_local_twin_and_secrets(tmp_path: Path, project: Path) -> None:
@@ -226,7 +253,7 @@ def test_unknown_variables_are_reported_and_unrelated_ones_ignored(project: Path
         load_settings(environ=environ)
     assert [str(p) for p in exc.value.details] == [
         "workers.threads = '3' (from variable TASK_QUEUE_WORKERS__THREADS): unknown setting; "
-        "known: initial_count, max_concurrent_tasks, heartbeat_interval, lease_heartbeats, "
+        "known: initial_count, heartbeat_interval, lease_heartbeats, "
         "shutdown_grace_period, idle_poll_seconds, prefetch, prefetch_window, queues"
     ]
     with pytest.raises(ConfigurationError, match="TASK_QUEUE_A__B__C"):
@@ -266,7 +293,6 @@ RULE_CASES = [
     ("redis.retry_attempts", {"redis": {"retry_attempts": 0}}, ">= 1"),
     ("redis.retry_max_seconds", {"redis": {"retry_max_seconds": -1}}, ">= 0"),
     ("workers.initial_count", {"workers": {"initial_count": 0}}, ">= 1"),
-    ("workers.max_concurrent_tasks", {"workers": {"max_concurrent_tasks": 0}}, ">= 1"),
     ("workers.heartbeat_interval", {"workers": {"heartbeat_interval": 0}}, "> 0"),
     ("workers.lease_heartbeats", {"workers": {"lease_heartbeats": 1}}, "> 1"),
     ("workers.shutdown_grace_period", {"workers": {"shutdown_grace_period": -1}}, ">= 0"),
@@ -337,6 +363,39 @@ def test_an_empty_queue_table_is_refused() -> None:
 
 def test_autoscaler_range_is_checked_only_when_enabled(project: Path) -> None:
     assert load_settings(environ={}, workers={"initial_count": 50}).workers.initial_count == 50
+
+
+def test_a_retired_setting_is_a_warning_not_an_error(project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    write(project, "settings.toml", "[workers]\nmax_concurrent_tasks = 2\ninitial_count = 3\n")
+    with caplog.at_level(logging.WARNING, logger="taskqueue.config"):
+        s = load_settings(environ={})
+    assert s.workers.initial_count == 3 and not hasattr(s.workers, "max_concurrent_tasks")
+    assert (
+        "workers.max_concurrent_tasks (from settings.toml) is no longer a setting: it was never read"
+        in caplog.text
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "fault"),
+    [
+        ("redis://app:s3cret@localhost:abc/0", "Port could not be cast to integer value as 'abc'"),
+        ("redis://app:s3cret@localhost:6379/zero", "the database after the host must be a number"),
+        ("redis+sentinel://:s3cret@h:port/mymaster", "the port of sentinel 'h' must be a number"),
+        ("http://app:s3cret@localhost/0", "unsupported scheme 'http'"),
+    ],
+)
+def test_a_malformed_url_given_in_code_is_one_line_naming_it(url: str, fault: str) -> None:
+    with pytest.raises(ConfigurationError) as exc:
+        TaskQueue(url, registry=TaskRegistry())
+    text = str(exc.value)
+    assert text.startswith(f"redis.url = {mask_url(url)!r}: ") and fault in text
+    assert "\n" not in text and "s3cret" not in text and ":***@" in text
+
+
+def test_passwords_are_masked_in_the_userinfo_and_the_query() -> None:
+    url = "redis+sentinel://u:pw1@h:26379/svc?sentinel_password=pw2&password=pw3&db=1"
+    assert mask_url(url) == "redis+sentinel://u:***@h:26379/svc?sentinel_password=***&password=***&db=1"
 
 
 def test_a_broken_file_is_one_clear_error(project: Path) -> None:

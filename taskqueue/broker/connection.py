@@ -1,38 +1,28 @@
-"""Turns a URL into a redis-py client: redis, rediss, unix, redis+sentinel, memory."""
+"""Turns a URL into a redis-py client: redis, rediss, unix, redis+sentinel, memory.
+
+What a valid URL is lives in ``taskqueue.urls`` (also used by the settings and
+the CLI); this module only connects.
+"""
 
 from __future__ import annotations
 
-import re
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import TYPE_CHECKING, Any
 
 import redis
 
-from taskqueue.config import RedisSettings
-from taskqueue.errors import ConfigurationError
+from taskqueue.urls import SCHEMES, check_url, mask_url, parse_sentinel
 
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "memory")
-_PASSWORD = re.compile(r"(?P<head>[a-z+]+://[^:/@]*:)(?P<secret>[^@]*)(?=@)", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, for logs, errors and reprs."""
-    return _PASSWORD.sub(lambda m: m.group("head") + "***", url or "")
-
-
-def check_url(url: str) -> str:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in SCHEMES:
-        raise ConfigurationError(
-            f"redis.url = {mask_url(url)!r}: unsupported scheme {scheme or '(none)'!r}; "
-            f"use one of {', '.join(s + '://' for s in SCHEMES)}"
-        )
-    return scheme
+if TYPE_CHECKING:
+    from taskqueue.config import RedisSettings
 
 
 def create_client(url: str, settings: RedisSettings) -> redis.Redis:
-    """A client whose pool blocks (rather than fails) when all connections are busy."""
+    """A client whose pool blocks (rather than fails) when all connections are busy.
+
+    A malformed URL raises a one-line ConfigurationError before anything connects.
+    """
     scheme = check_url(url)
-    common = {
+    common: dict[str, Any] = {
         "socket_timeout": settings.command_timeout,
         "socket_connect_timeout": settings.connection_timeout,
         "health_check_interval": 30,
@@ -51,35 +41,21 @@ def create_client(url: str, settings: RedisSettings) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def _sentinel_client(url: str, settings: RedisSettings, common: dict) -> redis.Redis:
+def _sentinel_client(url: str, settings: RedisSettings, common: dict[str, Any]) -> redis.Redis:
     """``redis+sentinel://[user:pass@]host:port[,host:port]/service[/db]``."""
     from redis.sentinel import Sentinel
 
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    auth, hosts = (netloc[0], netloc[1]) if len(netloc) == 2 else ("", netloc[0])
-    username, _, password = auth.partition(":")
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ConfigurationError(
-            f"redis.url = {mask_url(url)!r}: a sentinel URL names the service, "
-            "as redis+sentinel://host:26379/mymaster[/db]"
-        )
-    nodes = []
-    for host in hosts.split(","):
-        name, _, port = host.partition(":")
-        nodes.append((name, int(port or 26379)))
-    db = int(path[1]) if len(path) > 1 else 0
-    query = parse_qs(parts.query)
+    address = parse_sentinel(url)
     sentinel = Sentinel(
-        nodes,
-        sentinel_kwargs={"password": query.get("sentinel_password", [None])[0]},
-        **common,
+        list(address.nodes), sentinel_kwargs={"password": address.sentinel_password}, **common
     )
     return sentinel.master_for(
-        path[0],
-        db=db,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
+        address.service,
+        db=address.db,
+        username=address.username,
+        password=address.password,
         max_connections=settings.pool_size,
     )
+
+
+__all__ = ["SCHEMES", "check_url", "create_client", "mask_url"]
