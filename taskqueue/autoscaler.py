@@ -27,66 +27,43 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from taskqueue.config import AutoscalerSettings
-from taskqueue.errors import ConfigurationError
+from taskqueue.broker.errors import REDIS_ERRORS
+from taskqueue.config import AutoscalerSettings, validate_section
 
 if TYPE_CHECKING:
+    from taskqueue.broker.ports import Inspection
     from taskqueue.health import ComponentStatus
-    from taskqueue.queue import TaskQueue
-    from taskqueue.worker import WorkerPool
 
 log = logging.getLogger("taskqueue.autoscaler")
 
-from taskqueue.broker.errors import REDIS_ERRORS as _REDIS_ERRORS  # noqa: E402
+
+class ScalablePool(Protocol):
+    """What the autoscaler needs of a worker pool (``taskqueue.worker.WorkerPool`` is one)."""
+
+    id: str
+    queues: list[str]
+    #: Published with every heartbeat: the autoscaler puts its state here.
+    info: dict[str, Any]
+
+    def count(self) -> int: ...
+
+    def busy(self) -> int: ...
+
+    def resize(self, count: int) -> None: ...
+
+    def _heartbeat_once(self) -> None: ...
 
 
-def validate(settings: AutoscalerSettings) -> AutoscalerSettings:
-    """Raise ConfigurationError naming every bad autoscaler setting."""
-    s = settings
-    problems = []
+#: The pool to scale, read at each step: a queue replaces its pool when its workers
+#: are stopped and started again, and has none while they are stopped.
+PoolSource = Callable[[], "ScalablePool | None"]
 
-    def check(ok: bool, key: str, rule: str) -> None:
-        if not ok:
-            problems.append(f"autoscaler.{key} = {getattr(s, key)!r}: {rule}")
 
-    def is_int(key: str) -> bool:
-        value = getattr(s, key)
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        check(ok, key, "must be an integer")
-        return ok
-
-    def is_number(key: str) -> bool:
-        value = getattr(s, key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        check(ok, key, "must be a number")
-        return ok
-
-    if is_int("min_workers"):
-        check(s.min_workers >= 1, "min_workers", "must be >= 1")
-    if is_int("max_workers") and is_int("min_workers"):
-        check(s.max_workers >= s.min_workers, "max_workers", f"must be >= min_workers ({s.min_workers})")
-    for key in ("scale_up_count", "scale_down_count", "consecutive_signals"):
-        if is_int(key):
-            check(getattr(s, key) >= 1, key, "must be >= 1")
-    for key in ("scale_up_threshold", "scale_down_threshold", "cooldown_seconds"):
-        if is_number(key):
-            check(getattr(s, key) >= 0, key, "must be >= 0")
-    if is_number("tick_interval"):
-        check(s.tick_interval > 0, "tick_interval", "must be > 0")
-    if (
-        is_number("scale_down_threshold")
-        and is_number("scale_up_threshold")
-        and s.scale_down_threshold >= s.scale_up_threshold
-    ):
-        problems.append(
-            f"autoscaler.scale_down_threshold = {s.scale_down_threshold!r}: must be below "
-            f"scale_up_threshold ({s.scale_up_threshold!r}), or the pool would flap between them"
-        )
-    if problems:
-        raise ConfigurationError(problems)
-    return settings
+def validate(settings: AutoscalerSettings, sources: dict[str, str] | None = None) -> AutoscalerSettings:
+    """``settings`` when they hold; else a ConfigurationError naming every bad key (the config rules)."""
+    return validate_section("autoscaler", settings, sources, default_source="AutoscalerSettings")
 
 
 @dataclass(frozen=True)
@@ -115,18 +92,26 @@ class ScalingDecision:
 
 
 class Autoscaler:
-    """Adjusts ``queue.pool`` between ``min_workers`` and ``max_workers`` threads."""
+    """Adjusts the pool between ``min_workers`` and ``max_workers`` threads.
+
+    It reads the load through the broker's ``Inspection`` port and changes the
+    pool through ``resize``; it never sees the queue, so a test can drive it
+    with any pool and port. ``q.start_autoscaler()`` builds one on the queue's
+    own broker and pool.
+    """
 
     def __init__(
         self,
-        queue: TaskQueue,
-        settings: AutoscalerSettings | None = None,
+        inspection: Inspection,
+        pool: PoolSource,
+        settings: AutoscalerSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
         on_decision: Callable[[ScalingDecision], None] | None = None,
     ) -> None:
-        self.queue = queue
-        self.settings = validate(settings or queue.settings.autoscaler)
+        self.inspection = inspection
+        self.pool = pool
+        self.settings = validate(settings)
         self.clock = clock
         #: Called (on the autoscaler thread) after each change, e.g. to update a dashboard.
         self.on_decision = on_decision
@@ -146,21 +131,21 @@ class Autoscaler:
 
     def __repr__(self) -> str:
         s = self.settings
-        pool = self.queue.pool
+        pool = self.pool()
         return (
             f"<Autoscaler {s.min_workers}..{s.max_workers} threads, now "
             f"{pool.count() if pool else 0}, {'running' if self.running else 'stopped'}>"
         )
 
     # -- measuring -----------------------------------------------------------------
-    def measure(self, pool: WorkerPool) -> float:
+    def measure(self, pool: ScalablePool) -> float:
         """Tasks waiting or running per worker thread, over every process serving our queues."""
-        broker = self.queue.broker
+        inspection = self.inspection
         served = set(pool.queues)
-        paused = broker.paused_queues()
-        pending = sum(n for q, n in broker.queue_lengths(pool.queues).items() if q not in paused)
+        paused = inspection.paused_queues()
+        pending = sum(n for q, n in inspection.queue_lengths(pool.queues).items() if q not in paused)
         threads, busy = pool.count(), pool.busy()
-        for worker_id, info in broker.live_workers().items():
+        for worker_id, info in inspection.live_workers().items():
             if worker_id == pool.id or not served & set(info.get("queues") or ()):
                 continue
             threads += int(info.get("threads") or 0)
@@ -173,61 +158,62 @@ class Autoscaler:
 
         ``now`` defaults to the injected clock, ``load`` to a measurement in Redis.
         """
-        for value, what in ((now, "now"), (load, "load")):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise TypeError(f"tick({what}=...) takes a number or None, got {value!r}")
-        if load is not None and load < 0:
-            raise ValueError(f"tick(load=...) must be >= 0 (tasks per thread), got {load!r}")
+        _check_tick_arguments(now, load)
         with self._lock:
-            pool = self.queue.pool
+            pool = self.pool()
             if pool is None:
                 self._signal, self._streak = None, 0
                 return None
             now = self.clock() if now is None else now
-            if load is None:
-                load = self.measure(pool)
+            load = self.measure(pool) if load is None else load
             self.last_load = load
-            s = self.settings
             current = pool.count()
-
-            if current < s.min_workers or current > s.max_workers:
-                target = min(max(current, s.min_workers), s.max_workers)
-                bound = "min_workers" if current < s.min_workers else "max_workers"
-                return self._apply(
-                    pool, current, target, f"outside the bounds: {bound} is {target}", load, now
-                )
-
-            if load > s.scale_up_threshold and current < s.max_workers:
-                signal = "up"
-            elif load < s.scale_down_threshold and current > s.min_workers:
-                signal = "down"
-            else:
-                signal = None
-            self._streak = self._streak + 1 if signal is not None and signal == self._signal else 1
-            self._signal = signal
-            if signal is None or self._streak < s.consecutive_signals:
+            change = self._back_in_bounds(current) or self._wanted_change(current, load, now)
+            if change is None:
                 self._publish(pool, current)
                 return None
-            if self._last_change is not None and now - self._last_change < s.cooldown_seconds:
-                self._publish(pool, current)
-                return None
-            ticks = f"{self._streak} tick{'s' if self._streak > 1 else ''}"
-            if signal == "up":
-                target = min(s.max_workers, current + s.scale_up_count)
-                why = (
-                    f"load {load:.2f} tasks per thread > scale_up_threshold "
-                    f"{s.scale_up_threshold:g} for {ticks}"
-                )
-            else:
-                target = max(s.min_workers, current - s.scale_down_count)
-                why = (
-                    f"load {load:.2f} tasks per thread < scale_down_threshold "
-                    f"{s.scale_down_threshold:g} for {ticks}"
-                )
+            target, why = change
             return self._apply(pool, current, target, why, load, now)
 
+    def _back_in_bounds(self, current: int) -> tuple[int, str] | None:
+        """A pool outside min_workers..max_workers is corrected at once, whatever the load."""
+        s = self.settings
+        if s.min_workers <= current <= s.max_workers:
+            return None
+        target = min(max(current, s.min_workers), s.max_workers)
+        bound = "min_workers" if current < s.min_workers else "max_workers"
+        return target, f"outside the bounds: {bound} is {target}"
+
+    def _wanted_change(self, current: int, load: float, now: float) -> tuple[int, str] | None:
+        """A step up or down, once ``consecutive_signals`` ticks in a row asked for it, past the cooldown."""
+        s = self.settings
+        if load > s.scale_up_threshold and current < s.max_workers:
+            signal: str | None = "up"
+        elif load < s.scale_down_threshold and current > s.min_workers:
+            signal = "down"
+        else:
+            signal = None
+        self._streak = self._streak + 1 if signal is not None and signal == self._signal else 1
+        self._signal = signal
+        if signal is None or self._streak < s.consecutive_signals:
+            return None
+        if self._last_change is not None and now - self._last_change < s.cooldown_seconds:
+            return None
+        ticks = f"{self._streak} tick{'s' if self._streak > 1 else ''}"
+        if signal == "up":
+            target = min(s.max_workers, current + s.scale_up_count)
+            return (
+                target,
+                f"load {load:.2f} tasks per thread > scale_up_threshold {s.scale_up_threshold:g} for {ticks}",
+            )
+        target = max(s.min_workers, current - s.scale_down_count)
+        return (
+            target,
+            f"load {load:.2f} tasks per thread < scale_down_threshold {s.scale_down_threshold:g} for {ticks}",
+        )
+
     def _apply(
-        self, pool: WorkerPool, current: int, target: int, reason: str, load: float, now: float
+        self, pool: ScalablePool, current: int, target: int, reason: str, load: float, now: float
     ) -> ScalingDecision:
         decision = ScalingDecision(current, target, reason, load, now)
         self.decisions.append(decision)
@@ -242,8 +228,8 @@ class Autoscaler:
         pool.resize(target)
         log.info("autoscaler: worker threads %d -> %d (%s)", current, target, reason)
         try:
-            self.queue.broker.record_scaling(decision.direction, decision.to_dict())
-        except _REDIS_ERRORS as exc:
+            self.inspection.record_scaling(decision.direction, decision.to_dict())
+        except REDIS_ERRORS as exc:
             log.warning("autoscaler: could not record the decision in Redis: %s", exc)
         if self.on_decision is not None:
             try:
@@ -252,7 +238,7 @@ class Autoscaler:
                 log.exception("autoscaler on_decision callback failed")
         return decision
 
-    def _publish(self, pool: WorkerPool, target: int) -> None:
+    def _publish(self, pool: ScalablePool, target: int) -> None:
         """Put this autoscaler's state in the pool's registry entry (sent with each heartbeat)."""
         s = self.settings
         last = self.decisions[-1] if self.decisions else None
@@ -277,14 +263,14 @@ class Autoscaler:
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="taskqueue-autoscaler", daemon=True)
         self._thread.start()
-        pool = self.queue.pool
+        pool = self.pool()
         if pool is not None:
             self._publish(pool, pool.count())
             # Registry now, not at the next heartbeat (up to heartbeat_interval away), so
             # metrics and the monitor show the autoscaler as soon as it runs.
             try:
                 pool._heartbeat_once()
-            except _REDIS_ERRORS:
+            except REDIS_ERRORS:
                 pass  # the heartbeat thread publishes it when Redis answers again
         s = self.settings
         log.info(
@@ -302,7 +288,7 @@ class Autoscaler:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        pool = self.queue.pool
+        pool = self.pool()
         if pool is not None:
             pool.info.pop("autoscaler", None)
 
@@ -319,7 +305,7 @@ class Autoscaler:
                     log.warning("autoscaler: Redis is back after %.1f s", time.monotonic() - failing_since)
                     failing_since = None
                 wait = interval
-            except _REDIS_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 self.last_error = str(exc)
                 if failing_since is None:
                     failing_since = time.monotonic()
@@ -335,7 +321,7 @@ class Autoscaler:
         from taskqueue.health import ComponentStatus, HealthState
 
         s = self.settings
-        pool = self.queue.pool
+        pool = self.pool()
         threads = pool.count() if pool else 0
         details: dict[str, Any] = {
             "min_workers": s.min_workers,
@@ -377,6 +363,14 @@ class Autoscaler:
         )
 
 
+def _check_tick_arguments(now: float | None, load: float | None) -> None:
+    for value, what in ((now, "now"), (load, "load")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TypeError(f"tick({what}=...) takes a number or None, got {value!r}")
+    if load is not None and load < 0:
+        raise ValueError(f"tick(load=...) must be >= 0 (tasks per thread), got {load!r}")
+
+
 def autoscaler_settings(base: AutoscalerSettings, **overrides: Any) -> AutoscalerSettings:
     """``base`` with the given (non-None) values replaced, validated."""
     known = {f.name for f in dataclasses.fields(AutoscalerSettings)}
@@ -386,4 +380,5 @@ def autoscaler_settings(base: AutoscalerSettings, **overrides: Any) -> Autoscale
             f"unknown autoscaler setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return validate(dataclasses.replace(base, **changes))
+    sources = {f"autoscaler.{key}": "keyword argument" for key in changes}
+    return validate_section("autoscaler", dataclasses.replace(base, **changes), sources)

@@ -233,7 +233,7 @@ def _workers(queue: TaskQueue, reading: MetricsReading, expected: int | None) ->
 
 
 def _extension(queue: TaskQueue, name: str, absent: str) -> ComponentStatus:
-    ext = queue._extensions.get(name)
+    ext = queue.autoscaler if name == "autoscaler" else queue._extensions.get(name)
     if ext is None:
         return ComponentStatus(HealthState.HEALTHY, absent, {"running": False})
     report = getattr(ext, "health", None)

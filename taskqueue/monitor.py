@@ -444,7 +444,7 @@ class Monitor(widgets.VBox):
             if rows
             else "<span class='tq-muted'>no live worker process</span>"
         )
-        scaler = self.queue._extensions.get("autoscaler")
+        scaler = self.queue.autoscaler
         state = (
             "threads here: autoscaler"
             if scaler is not None and getattr(scaler, "running", False)

@@ -514,6 +514,8 @@ class TaskQueue:
             raise self.broker.wrap_error(exc, "registering the worker process") from exc
         if self.settings.scheduler.enabled:
             self.start_scheduler()
+        if self.settings.autoscaler.enabled and self.autoscaler is None:
+            self.start_autoscaler()
 
     def _warn_if_evicting(self) -> None:
         """Say so at start-up when Redis may evict our keys under memory pressure."""
@@ -578,22 +580,25 @@ class TaskQueue:
         config = autoscaler_settings(
             self.settings.autoscaler, min_workers=min_workers, max_workers=max_workers, **settings
         )
-        self.stop_autoscaler()
         if self._pool is None:
             self.start_workers(config.min_workers, queues=queues)
-        scaler = Autoscaler(self, config, on_decision=on_decision)
-        self._extensions["autoscaler"] = scaler
+        self.stop_autoscaler()  # an earlier one, or the one start_workers started for autoscaler.enabled
+        scaler = Autoscaler(self.broker, lambda: self._pool, config, on_decision=on_decision)
+        self.services.add(scaler)
         return scaler.start()
 
     def stop_autoscaler(self) -> None:
         """Stop adjusting the pool; the worker threads stay as they are."""
-        scaler = self._extensions.pop("autoscaler", None)
+        scaler = self.autoscaler
         if scaler is not None:
+            self.services.remove(scaler)
             scaler.stop()
 
     @property
     def autoscaler(self) -> Autoscaler | None:
-        return self._extensions.get("autoscaler")
+        from taskqueue.autoscaler import Autoscaler
+
+        return self.services.get(Autoscaler)
 
     def get_metrics(self) -> TaskQueueMetrics:
         """Counters, latency percentiles and workers of the whole namespace, from Redis
@@ -688,6 +693,7 @@ class TaskQueue:
         if self._closed:
             return
         self._closed = True
+        self.services.stop_all()
         for ext in reversed(list(self._extensions.values())):
             stop = getattr(ext, "stop", None)
             if stop is not None:

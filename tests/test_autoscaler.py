@@ -30,6 +30,11 @@ def settings(**changes: object) -> AutoscalerSettings:
     return AutoscalerSettings(**base)  # type: ignore[arg-type]
 
 
+def scaler_for(q: TaskQueue, config: AutoscalerSettings) -> Autoscaler:
+    """An autoscaler on the queue's Inspection port and its (current) pool, as start_autoscaler builds."""
+    return Autoscaler(q.broker, lambda: q.pool, config)
+
+
 @pytest.fixture
 def pool_queue(queue: TaskQueue) -> TaskQueue:
     queue.start_workers(1)
@@ -38,7 +43,7 @@ def pool_queue(queue: TaskQueue) -> TaskQueue:
 
 # -- decision steps (injected clock, fake load) --------------------------------------------------
 def test_needs_consecutive_signals_then_scales_by_the_count(pool_queue: TaskQueue) -> None:
-    scaler = Autoscaler(pool_queue, settings())
+    scaler = scaler_for(pool_queue, settings())
     assert scaler.tick(now=0, load=9) is None  # one signal is not enough
     decision = scaler.tick(now=1, load=9)
     assert decision is not None
@@ -48,7 +53,7 @@ def test_needs_consecutive_signals_then_scales_by_the_count(pool_queue: TaskQueu
 
 
 def test_cooldown_holds_changes_back(pool_queue: TaskQueue) -> None:
-    scaler = Autoscaler(pool_queue, settings())
+    scaler = scaler_for(pool_queue, settings())
     scaler.tick(now=0, load=9)
     assert scaler.tick(now=1, load=9) is not None  # 1 -> 3
     for t in range(2, 11):
@@ -63,7 +68,7 @@ def test_cooldown_holds_changes_back(pool_queue: TaskQueue) -> None:
 
 def test_scales_down_to_min_and_no_further(pool_queue: TaskQueue) -> None:
     pool_queue.scale_workers(4)
-    scaler = Autoscaler(pool_queue, settings(cooldown_seconds=0))
+    scaler = scaler_for(pool_queue, settings(cooldown_seconds=0))
     counts = []
     for t in range(12):
         scaler.tick(now=t, load=0.0)
@@ -83,7 +88,7 @@ def test_scales_down_to_min_and_no_further(pool_queue: TaskQueue) -> None:
 )
 def test_fluctuating_load_does_not_flap(pool_queue: TaskQueue, loads: list[float]) -> None:
     pool_queue.scale_workers(3)
-    scaler = Autoscaler(pool_queue, settings(cooldown_seconds=0))
+    scaler = scaler_for(pool_queue, settings(cooldown_seconds=0))
     for t, load in enumerate(loads):
         assert scaler.tick(now=t, load=load) is None
     assert pool_queue.worker_count() == 3
@@ -92,7 +97,7 @@ def test_fluctuating_load_does_not_flap(pool_queue: TaskQueue, loads: list[float
 
 def test_out_of_bounds_is_corrected_at_once(pool_queue: TaskQueue) -> None:
     pool_queue.scale_workers(8)
-    scaler = Autoscaler(pool_queue, settings())
+    scaler = scaler_for(pool_queue, settings())
     decision = scaler.tick(now=0, load=3)
     assert decision is not None and (decision.from_workers, decision.to_workers) == (8, 5)
     assert "max_workers is 5" in decision.reason
@@ -100,7 +105,7 @@ def test_out_of_bounds_is_corrected_at_once(pool_queue: TaskQueue) -> None:
 
 
 def test_tick_argument_errors(pool_queue: TaskQueue) -> None:
-    scaler = Autoscaler(pool_queue, settings())
+    scaler = scaler_for(pool_queue, settings())
     with pytest.raises(TypeError, match=r"tick\(load=...\) takes a number or None, got '9'"):
         scaler.tick(now=0, load="9")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must be >= 0"):
@@ -110,7 +115,7 @@ def test_tick_argument_errors(pool_queue: TaskQueue) -> None:
 
 
 def test_no_pool_no_decision(queue: TaskQueue) -> None:
-    scaler = Autoscaler(queue, settings())
+    scaler = scaler_for(queue, settings())
     assert scaler.tick(now=0, load=100) is None
     assert scaler.tick(now=1, load=100) is None
 
@@ -127,7 +132,7 @@ def test_measured_load_counts_pending_and_running(pool_queue: TaskQueue) -> None
     def noop() -> None:
         return None
 
-    scaler = Autoscaler(pool_queue, settings())
+    scaler = scaler_for(pool_queue, settings())
     assert scaler.measure(pool_queue.pool) == 0.0
     block.delay()
     assert started.wait(10)
@@ -141,8 +146,71 @@ def test_measured_load_counts_pending_and_running(pool_queue: TaskQueue) -> None
         release.set()
 
 
+class FakePool:
+    """A pool as the autoscaler sees it: no threads, no Redis."""
+
+    id = "this-process"
+
+    def __init__(self, threads: int) -> None:
+        self.queues = ["default"]
+        self.info: dict[str, object] = {}
+        self.threads = threads
+        self.resized: list[int] = []
+
+    def count(self) -> int:
+        return self.threads
+
+    def busy(self) -> int:
+        return 0
+
+    def resize(self, count: int) -> None:
+        self.resized.append(count)
+        self.threads = count
+
+    def _heartbeat_once(self) -> None:
+        raise AssertionError("tick() never heartbeats: resize() publishes the new size")
+
+
+class FakeInspection:
+    """The four Inspection methods the autoscaler calls, answering from memory."""
+
+    def __init__(self, pending: int) -> None:
+        self.pending = pending
+        self.recorded: list[tuple[str, int]] = []
+
+    def paused_queues(self) -> set[str]:
+        return set()
+
+    def queue_lengths(self, queues: list[str]) -> dict[str, int]:
+        return dict.fromkeys(queues, self.pending)
+
+    def live_workers(self) -> dict[str, dict[str, object]]:
+        return {
+            "this-process": {"queues": ["default"], "threads": 99, "busy": 99},  # counted from the pool
+            "other": {"queues": ["default"], "threads": 3, "busy": 1},
+            "elsewhere": {"queues": ["low"], "threads": 50, "busy": 50},  # serves none of our queues
+        }
+
+    def record_scaling(self, direction: str, decision: dict[str, object]) -> None:
+        self.recorded.append((direction, int(decision["to_workers"])))  # type: ignore[call-overload]
+
+
+def test_scales_any_pool_through_the_inspection_port_alone() -> None:
+    pool, inspection = FakePool(1), FakeInspection(pending=31)
+    scaler = Autoscaler(
+        inspection,  # type: ignore[arg-type]
+        lambda: pool,
+        settings(consecutive_signals=1, cooldown_seconds=0),
+    )
+    assert scaler.measure(pool) == 8.0  # (31 pending + 1 busy elsewhere) / (1 + 3 threads)
+    decision = scaler.tick(now=0)
+    assert decision is not None and decision.to_workers == 3
+    assert pool.resized == [3] and inspection.recorded == [("up", 3)]
+    assert pool.info["autoscaler"]["target"] == 3  # type: ignore[index]
+
+
 def test_decisions_are_logged_and_counted(pool_queue: TaskQueue, caplog: pytest.LogCaptureFixture) -> None:
-    scaler = Autoscaler(pool_queue, settings(consecutive_signals=1, cooldown_seconds=0))
+    scaler = scaler_for(pool_queue, settings(consecutive_signals=1, cooldown_seconds=0))
     with caplog.at_level(logging.INFO, logger="taskqueue.autoscaler"):
         scaler.tick(now=0, load=9)
         scaler.tick(now=1, load=0)
@@ -160,16 +228,25 @@ def test_decisions_are_logged_and_counted(pool_queue: TaskQueue, caplog: pytest.
     assert m.autoscaler.processes[pool_queue.pool.id]["scale_downs"] == 1
 
 
-def test_settings_are_validated(queue: TaskQueue) -> None:
-    bad_max = r"autoscaler\.max_workers = 1: must be >= min_workers \(4\)"
+def test_settings_are_validated_by_the_config_rules(queue: TaskQueue) -> None:
+    arg = r" \(from keyword argument\): "
+    bad_max = r"autoscaler\.max_workers = 1" + arg + r"must be >= autoscaler\.min_workers \(4\)"
     with pytest.raises(ConfigurationError, match=bad_max):
         queue.start_autoscaler(min_workers=4, max_workers=1)
-    with pytest.raises(ConfigurationError, match=r"scale_down_threshold = 5\.0: must be below"):
+    flap = (
+        r"autoscaler\.scale_up_threshold = 5\.0" + arg + r"must be > autoscaler\.scale_down_threshold \(5\)"
+    )
+    with pytest.raises(ConfigurationError, match=flap):
         queue.start_autoscaler(scale_down_threshold=5.0, scale_up_threshold=5.0)
-    with pytest.raises(ConfigurationError, match=r"autoscaler\.min_workers = '2': must be an integer"):
+    with pytest.raises(
+        ConfigurationError, match=r"autoscaler\.min_workers = '2'" + arg + "expected a whole number"
+    ):
         queue.start_autoscaler(min_workers="2")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="tick_interval = 0: must be > 0"):
+    with pytest.raises(ConfigurationError, match=r"autoscaler\.tick_interval = 0" + arg + "must be > 0"):
         queue.start_autoscaler(tick_interval=0)
+    # The same rules, in the same words, as when the settings load.
+    with pytest.raises(ConfigurationError, match=r"autoscaler\.max_workers = 1 \(from AutoscalerSettings\)"):
+        Autoscaler(queue.broker, lambda: queue.pool, AutoscalerSettings(min_workers=4, max_workers=1))
     with pytest.raises(TypeError, match=r"unknown autoscaler setting.*max_worker"):
         queue.start_autoscaler(max_worker=3)
     assert queue.pool is None and queue.autoscaler is None  # nothing started
@@ -208,6 +285,7 @@ def test_burst_scales_up_to_max_then_back_to_min(queue: TaskQueue, caplog: pytes
     with caplog.at_level(logging.INFO, logger="taskqueue.autoscaler"):
         scaler = queue.start_autoscaler(1, 6, on_decision=decisions.put, **FAST)
         assert queue.worker_count() == 1
+        assert queue.services.get(Autoscaler) is scaler is queue.autoscaler
         handles = queue.enqueue_many([slow.s(i) for i in range(30)])
         ups = _next(decisions, lambda d: d.to_workers == 6)
         assert [d.direction for d in ups] == ["up"] * len(ups)
