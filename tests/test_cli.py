@@ -168,6 +168,46 @@ def test_unreachable_redis_is_one_line_with_the_password_masked() -> None:
     assert "s3cret" not in result.output
 
 
+@pytest.mark.parametrize("command", [["status"], ["dead", "list"], ["purge", "low", "--yes"]])
+def test_a_malformed_url_is_one_line_with_exit_2(command: list[str]) -> None:
+    result = run(*command, "--url", "redis://app:s3cret@localhost:abc/0")
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        "Error: --url: 'redis://app:***@localhost:abc/0': not a valid URL: "
+        "Port could not be cast to integer value as 'abc'"
+    )
+    assert "s3cret" not in result.output
+
+
+def test_a_malformed_url_from_the_settings_is_one_line_with_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://app:s3cret@localhost:abc/0")
+    result = run("status")
+    assert result.exit_code == 2
+    line = error_line(result)
+    assert line.startswith(
+        "Error: configuration: redis.url = 'redis://app:***@localhost:abc/0' (from variable"
+    )
+    assert "not a valid URL" in line and "s3cret" not in result.output
+
+
+def test_a_misspelt_environment_is_an_error_not_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "settings.toml").write_text('[production.redis]\nurl = "redis://prod.internal:6379/0"\n')
+    for args, source in (
+        (["--env", "prodution", "status"], "the env argument"),
+        (["status"], "variable TASK_QUEUE_ENV"),
+    ):
+        monkeypatch.setenv("TASK_QUEUE_ENV", "prodution")
+        result = run(*args)
+        assert result.exit_code == 2
+        assert f"Error: configuration: environment = 'prodution' (from {source}): " in result.stderr
+        assert (
+            "environment sections in settings.toml: production; did you mean 'production'?" in result.stderr
+        )
+
+
 def test_configuration_errors_exit_2_listing_every_problem(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -413,7 +453,11 @@ def test_second_sigint_stops_at_once_and_the_lease_hands_the_task_on(
 def test_worker_refuses_bad_options(app: str) -> None:
     for args, message in [
         (["--autoscale", "5:2"], "--autoscale: '5:2': need 1 <= MIN <= MAX"),
-        (["--queues", "high,nope"], "--queues: unknown queue(s) nope"),
+        (
+            ["--queues", "high,nope"],
+            "--queues: unknown queue 'nope'; configured queues are high, default, low",
+        ),
+        (["--queues", " , "], "--queues: ' , ' names no queue"),
         (["--workers", "30", "--autoscale", "1:4"], "--workers 30 is outside --autoscale 1:4"),
     ]:
         result = run("worker", "--app", app, *args)

@@ -37,14 +37,15 @@ FORBIDDEN_MODULES = {
 #: Builtins (called by name) and functions (called as attributes) that run or import code.
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_FUNCTIONS = {"import_module", "load_module", "exec_module", "__import__", "run_path", "run_module"}
-#: (file, call) pairs allowed, each with the reason it never sees payload data.
+#: (file under taskqueue/, call) pairs allowed, each with the reason it never sees payload data.
 ALLOWED = {
-    ("cli.py", "import_module"): "imports the --app module named on the command line by the operator",
+    ("cli/app.py", "import_module"): "imports the --app module named on the command line by the operator",
 }
 
 
 def _violations(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
+    where = path.relative_to(PACKAGE).as_posix() if path.is_relative_to(PACKAGE) else path.name
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -62,7 +63,7 @@ def _violations(path: Path) -> list[str]:
                 name = (
                     func.attr if isinstance(func, ast.Attribute) and func.attr in FORBIDDEN_FUNCTIONS else ""
                 )
-            if name and (path.name, name) not in ALLOWED:
+            if name and (where, name) not in ALLOWED:
                 found.append(f"{path.name}:{node.lineno} calls {name}()")
             for kw in node.keywords:  # msgpack hooks that would build objects from data
                 if kw.arg in ("object_hook", "object_pairs_hook", "list_hook"):
