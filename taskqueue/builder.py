@@ -4,20 +4,22 @@ so ``TaskQueueBuilder().initial_workers(4).build()`` and
 ``TaskQueue.from_settings(workers={"initial_count": 4})`` end in the same
 validated ``Settings``; an invalid combination is reported by ``build()``
 in one ``ConfigurationError`` that names the builder call each bad value came from.
+
+``build()`` starts nothing: ``q.start_workers()`` starts the workers and, when
+the settings enable them, the scheduler and the autoscaler, exactly as for a
+queue from ``from_settings``. (Workers started before the tasks are registered
+would refuse the tasks they do not know.)
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from taskqueue.config import Settings, _load
+from taskqueue.config import Settings, load
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskRegistry
-
-log = logging.getLogger("taskqueue.builder")
 
 
 def _number(value: Any, what: str, *, whole: bool = False) -> Any:
@@ -79,7 +81,10 @@ class TaskQueueBuilder:
     def with_scheduler(
         self, *, tick_interval: float | None = None, max_tasks_per_tick: int | None = None
     ) -> TaskQueueBuilder:
-        """Run the scheduler thread (delayed and periodic tasks) when the queue is built."""
+        """Run the scheduler thread (periodic tasks) beside the workers: ``q.start_workers()`` starts it.
+
+        A process without workers starts it with ``q.start_scheduler()``.
+        """
         values: dict[str, Any] = {"enabled": True}
         if tick_interval is not None:
             values["tick_interval"] = _number(tick_interval, "with_scheduler(tick_interval)")
@@ -100,7 +105,11 @@ class TaskQueueBuilder:
         scale_down_count: int | None = None,
         cooldown_seconds: float | None = None,
     ) -> TaskQueueBuilder:
-        """Let the autoscaler move the thread count between ``min_workers`` and ``max_workers``."""
+        """Let the autoscaler move the thread count between ``min_workers`` and ``max_workers``.
+
+        ``q.start_workers()`` starts it with the workers (``workers.initial_count`` must
+        lie in the range); nothing starts at ``build()``.
+        """
         values: dict[str, Any] = {"enabled": True}
         given = {
             "min_workers": (min_workers, True),
@@ -145,38 +154,12 @@ class TaskQueueBuilder:
     # -- result ----------------------------------------------------------------------
     def settings(self) -> Settings:
         """The validated settings the queue will get; raises ConfigurationError listing every problem."""
-        return _load(self._path, self._env, None, self._layers)
+        return load(self._path, self._env, None, self._layers)
 
     def build(self) -> TaskQueue:
-        """Connect and return the queue; start its scheduler and autoscaler if enabled.
+        """Connect and return the queue; nothing is started here.
 
-        Workers are not started here: register your tasks first, then call
-        ``q.start_workers()`` (``workers.initial_count`` threads) or use ``with q.running():``.
+        Register your tasks first, then call ``q.start_workers()`` (``workers.initial_count``
+        threads, plus the scheduler and the autoscaler when enabled) or use ``with q.running():``.
         """
-        settings = self.settings()
-        queue = TaskQueue(settings=settings, registry=self._registry, data_dir=self._data_dir)
-        try:
-            start_enabled_services(queue)
-        except BaseException:
-            queue.close()
-            raise
-        return queue
-
-
-def start_enabled_services(queue: TaskQueue) -> list[str]:
-    """Start the scheduler / autoscaler that the settings enable; returns what was started.
-
-    They live in their own modules; a build without them logs a warning
-    instead of failing, so settings files stay portable.
-    """
-    started = []
-    for section, method in (("scheduler", "start_scheduler"), ("autoscaler", "start_autoscaler")):
-        if not getattr(queue.settings, section).enabled:
-            continue
-        start = getattr(queue, method, None)
-        if callable(start):
-            start()
-            started.append(section)
-        else:
-            log.warning("%s.enabled is set but this taskqueue has no %s; ignored", section, section)
-    return started
+        return TaskQueue(settings=self.settings(), registry=self._registry, data_dir=self._data_dir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -505,24 +506,23 @@ def test_builder_refuses_wrong_types_at_the_call(call: Any, error: type[Exceptio
         call(TaskQueueBuilder())
 
 
-def test_build_starts_scheduler_and_autoscaler_only_when_enabled(
-    project: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    started: list[str] = []
-    monkeypatch.setattr(TaskQueue, "start_scheduler", lambda self: started.append("scheduler"), raising=False)
-    monkeypatch.setattr(
-        TaskQueue, "start_autoscaler", lambda self: started.append("autoscaler"), raising=False
-    )
-    q = TaskQueueBuilder("memory://plain", registry=TaskRegistry()).build()
-    q.close()
-    assert started == []
-    q = TaskQueueBuilder("memory://both").with_scheduler().with_autoscaler(1, 4).build()
-    q.close()
-    assert started == ["scheduler", "autoscaler"]
-    monkeypatch.delattr(TaskQueue, "start_scheduler")
-    with caplog.at_level(logging.WARNING, logger="taskqueue.builder"):
-        TaskQueueBuilder("memory://none").with_scheduler().build().close()
-    assert "scheduler.enabled is set but this taskqueue has no scheduler" in caplog.text
+def test_build_starts_nothing_and_start_workers_starts_what_is_enabled(project: Path) -> None:
+    builder = TaskQueueBuilder("memory://build-starts-nothing", registry=TaskRegistry())
+    q = builder.with_autoscaler(min_workers=2).with_scheduler().build()
+    try:
+        # Workers started here would refuse the tasks registered after build().
+        assert q.pool is None and q.worker_count() == 0
+        assert q.autoscaler is None and not q.scheduler.running
+        assert not [t for t in threading.enumerate() if t.name == "taskqueue-autoscaler"]
+        q.start_workers()
+        assert q.worker_count() == q.settings.workers.initial_count == 4
+        scaler = q.autoscaler
+        assert scaler is not None and scaler.running and q.services.get(type(scaler)) is scaler
+        assert (scaler.settings.min_workers, scaler.settings.max_workers) == (2, 20)
+        assert q.scheduler.running
+    finally:
+        q.close()
+    assert not scaler.running and q.autoscaler is None
 
 
 def test_auto_register_off_gives_the_queue_its_own_registry(project: Path) -> None:
