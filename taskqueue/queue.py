@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
 
 from taskqueue.admin import QueueAdmin
 from taskqueue.autoscaler import Autoscaler
-from taskqueue.broker import EnqueueRequest, RedisBroker, create_client, mask_url
+from taskqueue.broker import RedisBroker, create_client, mask_url
 from taskqueue.config import Settings, load_settings
 from taskqueue.declaring import TaskDeclarations
 from taskqueue.handle import TaskHandle
 from taskqueue.hooks import H, Hook, Hooks
+from taskqueue.local_scheduler import LocalScheduler
 from taskqueue.local_workers import LocalWorkers
 from taskqueue.periodic import PeriodicTask, periodic_list
 from taskqueue.producer import Sendable, TaskSender
@@ -83,10 +83,13 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         self.hooks = Hooks()
         #: Services running beside the workers (scheduler, autoscaler, monitor, metrics servers).
         self.services = Services()
-        self._sender = TaskSender(
-            self.broker, registry, settings, self.signer, self.hooks, after_send=self._nudge_scheduler
+        self._scheduling = LocalScheduler(
+            self.broker, self.services, self.periodic_definitions, lambda: self.settings
         )
-        TaskDeclarations.__init__(self, registry, self._sender, self._scheduler_sync)
+        self._sender = TaskSender(
+            self.broker, registry, settings, self.signer, self.hooks, after_send=self._scheduling.nudge
+        )
+        TaskDeclarations.__init__(self, registry, self._sender, self._scheduling.declared)
         QueueAdmin.__init__(self, self.broker, self.broker, settings)
 
     @classmethod
@@ -157,11 +160,7 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
     @property
     def scheduler(self) -> Scheduler:
         """This queue's scheduler (created on first use; ``start_scheduler()`` runs it)."""
-        scheduler = self.services.get(Scheduler)
-        if scheduler is None:
-            scheduler = Scheduler(self.broker, self.periodic_definitions, self.settings.scheduler)
-            self.services.add(scheduler)
-        return scheduler
+        return self._scheduling.get()
 
     def start_scheduler(self) -> Scheduler:
         """Run the scheduler thread in this process (idempotent).
@@ -172,33 +171,13 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         """
         if self._closed:
             raise RuntimeError("this TaskQueue is closed; create a new one to start a scheduler")
-        scheduler = self.scheduler
+        scheduler = self._scheduling.get()
         scheduler.start()
         return scheduler
 
     def stop_scheduler(self, timeout: float | None = 10.0) -> None:
         """Stop this process's scheduler thread; periodic state stays in Redis."""
-        scheduler = self.services.get(Scheduler)
-        if scheduler is not None:
-            scheduler.stop(timeout)
-
-    def _running_scheduler(self) -> Scheduler | None:
-        scheduler = self.services.get(Scheduler)
-        return scheduler if scheduler is not None and scheduler.running else None
-
-    def _scheduler_sync(self) -> None:
-        """A periodic definition was added: a running scheduler registers it at once (a notebook cell)."""
-        scheduler = self._running_scheduler()
-        if scheduler is not None:
-            scheduler.sync(remove_missing=False)
-
-    def _nudge_scheduler(self, requests: Sequence[EnqueueRequest]) -> None:
-        """Wake this process's scheduler early for a delayed task due before its next tick."""
-        later = [r for r in requests if r.delay_ms >= 0 or r.eta_ms > 0]
-        scheduler = self._running_scheduler() if later else None
-        if scheduler is not None:
-            now = time.time()
-            scheduler.nudge(min(r.delay_ms / 1000 if r.eta_ms == 0 else r.eta_ms / 1000 - now for r in later))
+        self._scheduling.stop(timeout)
 
     # -- enqueueing ----------------------------------------------------------------
     def enqueue(
@@ -393,7 +372,7 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
             worker_count=self.worker_count,
             set_workers=self._set_workers,
             periodic_definitions=self.periodic_definitions,
-            scheduler_running=lambda: self._running_scheduler() is not None,
+            scheduler_running=lambda: self._scheduling.running() is not None,
             autoscaler_running=lambda: bool(getattr(self.autoscaler, "running", False)),
         )
         return Monitor(
