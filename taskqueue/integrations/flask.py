@@ -582,7 +582,7 @@ def _blueprint(api: HttpApi) -> Blueprint:
             handle = q.enqueue(Signature(task_name, tuple(args), kwargs), queue=queue_name, delay=delay)
         except PayloadTooLarge as exc:
             _fail(413, "payload-too-large", "Payload too large", str(exc))
-        except SerializationError as exc:
+        except (SerializationError, TypeError) as exc:  # TypeError: a class task's field type
             _fail(400, "invalid-arguments", "Invalid arguments", str(exc))
         except ConfigurationError as exc:  # an unknown queue name
             _fail(400, "invalid-request", "Invalid request", str(exc))
