@@ -32,7 +32,7 @@ from taskqueue.errors import PayloadTooLarge
 from taskqueue.fields import check_fields
 from taskqueue.handle import TaskHandle
 from taskqueue.hooks import Hooks, TaskEvent
-from taskqueue.identifiers import check_queue, valid_task_id
+from taskqueue.identifiers import MAX_TASK_ID, check_queue, valid_task_id
 from taskqueue.registry import TaskDefinition, TaskRegistry
 from taskqueue.serialization import MAX_HEADERS, Envelope, Signer, encode, header_problem
 from taskqueue.task import Signature, Task, TaskFunction
@@ -135,7 +135,7 @@ class TaskSender:
         payload = encode(envelope, max_bytes=self.settings.tasks.max_payload_bytes)
         if task_id is not None and not valid_task_id(task_id):
             raise ValueError(
-                f"task_id must be a non-empty string of at most 128 characters "
+                f"task_id must be a non-empty string of at most {MAX_TASK_ID} characters "
                 f"without braces, got {task_id!r}"
             )
         request = EnqueueRequest(
@@ -182,7 +182,7 @@ class TaskSender:
             return [request for request, _ in built]
         out = []
         for request, envelope in built:
-            headers: dict[str, Any] = {}
+            extra: dict[str, Any] = {"headers": {}}
             self.hooks.emit(
                 TaskEvent(
                     event="task_enqueued",
@@ -190,17 +190,19 @@ class TaskSender:
                     task_name=request.name,
                     queue=request.queue,
                     attempt=0,
-                    extra={"headers": headers},
+                    extra=extra,
                 )
             )
+            headers = extra.get("headers")  # read back: a hook may have replaced the dict
             out.append(self._with_headers(request, envelope, headers) if headers else request)
         return out
 
-    def _with_headers(
-        self, request: EnqueueRequest, envelope: Envelope, headers: dict[str, Any]
-    ) -> EnqueueRequest:
+    def _with_headers(self, request: EnqueueRequest, envelope: Envelope, headers: Any) -> EnqueueRequest:
         """The request with ``headers`` in its envelope; a bad header is dropped and logged,
         since a hook never breaks the caller."""
+        if not isinstance(headers, dict):
+            log.warning("task_enqueued hook: headers of task %s are not a dict, dropped", request.id)
+            return request
         kept: dict[str, str] = {}
         for name, value in headers.items():
             problem = header_problem(name, value)

@@ -95,6 +95,15 @@ def test_headers_a_hook_adds_travel_in_the_envelope(queue: TaskQueue) -> None:
         assert handle.result(timeout=10) == 7 and timed.result(timeout=10) == 8
 
 
+def test_a_hook_may_replace_the_headers_dict(queue: TaskQueue) -> None:
+    @queue.task
+    def echo(x: int) -> int:
+        return x
+
+    queue.on("task_enqueued", lambda e: e.extra and e.extra.update(headers={"traceparent": TRACEPARENT}))
+    assert options_of(queue, echo.delay(1).id) == {"headers": {"traceparent": TRACEPARENT}}
+
+
 def test_no_hook_no_headers(queue: TaskQueue) -> None:
     @queue.task
     def echo(x: int) -> int:
