@@ -3,6 +3,7 @@
 from taskqueue.builder import TaskQueueBuilder
 from taskqueue.config import Settings, load_settings
 from taskqueue.context import TaskContext, current_task
+from taskqueue.dead_letters import DeadLetter
 from taskqueue.errors import (
     BrokerError,
     ConfigurationError,
@@ -16,7 +17,8 @@ from taskqueue.errors import (
     TaskQueueError,
     TaskTimeout,
 )
-from taskqueue.handle import DeadLetter, TaskHandle
+from taskqueue.handle import TaskHandle
+from taskqueue.hooks import TaskEvent
 from taskqueue.periodic import PeriodicTask
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskRegistry, registry
@@ -47,6 +49,8 @@ __all__ = [
     "TaskContext",
     "Settings",
     "load_settings",
+    # hooks: q.on(event, fn) calls fn(TaskEvent)
+    "TaskEvent",
     # control flow inside tasks
     "Retry",
     "Reject",

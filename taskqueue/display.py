@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from taskqueue import capture
 from taskqueue.broker import mask_url
 from taskqueue.errors import TaskNotFound, TaskQueueError
-from taskqueue.serialization import loads
+from taskqueue.outcome import error_of, missing, result_of
 
 if TYPE_CHECKING:
-    from taskqueue.handle import TaskHandle
+    from taskqueue.broker.ports import Inspection, Producer
+    from taskqueue.config import Settings
     from taskqueue.health import HealthStatus
     from taskqueue.metrics import TaskQueueMetrics
-    from taskqueue.queue import TaskQueue
 
 STYLE = (
     "<style>.tq-table{border-collapse:collapse;font-size:12px;margin:2px 0}"
@@ -113,15 +113,15 @@ def logs_html(entries: list[str], limit: int = 200) -> str:
 
 
 # -- the objects ---------------------------------------------------------------------
-def queue_html(q: TaskQueue) -> str:
+def queue_html(inspection: Inspection, settings: Settings, url: str, workers_here: int) -> str:
     """``TaskQueue``: where it points, this process's workers, and each queue's depth."""
     head = [
-        ("redis", esc(mask_url(q.url))),
-        ("namespace", esc(q.settings.redis.namespace)),
-        ("workers here", esc(q.worker_count())),
+        ("redis", esc(mask_url(url))),
+        ("namespace", esc(settings.redis.namespace)),
+        ("workers here", esc(workers_here)),
     ]
     try:
-        snap = q.broker.snapshot(q.settings.queues_by_priority(), dead_limit=0, scheduled_limit=0)
+        snap = inspection.snapshot(settings.queues_by_priority(), dead_limit=0, scheduled_limit=0)
     except TaskQueueError as exc:
         return STYLE + fields([*head, ("state", f'<span class="tq-err">{esc(exc)}</span>')])
     threads = sum(int(w.get("threads") or 0) for w in snap.workers.values())
@@ -131,26 +131,28 @@ def queue_html(q: TaskQueue) -> str:
     rows = [
         (
             name,
-            q.settings.queues[name],
+            settings.queues[name],
             snap.pending[name],
             snap.dead_letters[name],
             snap.stats[name].get("processed", 0),
             snap.stats[name].get("failed", 0),
             "paused" if name in snap.paused else "",
         )
-        for name in q.settings.queues_by_priority()
+        for name in settings.queues_by_priority()
     ]
     queues = table(rows, ["queue", "priority", "pending", "dead letters", "processed", "failed", ""])
     return f"{STYLE}<div><b>TaskQueue</b>{fields(head)}{queues}</div>"
 
 
-def handle_html(h: TaskHandle) -> str:
+def handle_html(producer: Producer, task_id: str) -> str:
     """``TaskHandle``: status, timings, the result or the error, and the captured output."""
     try:
-        record = h.record(history=True)
-        entries = h.queue.broker.task_logs(h.id)
+        record = producer.get_task(task_id, history=True)
+        if record is None:
+            raise missing(task_id)
+        entries = producer.task_logs(task_id)
     except TaskNotFound as exc:
-        return unavailable(f"task {h.id}", exc)
+        return unavailable(f"task {task_id}", exc)
     except TaskQueueError as exc:
         return unavailable("cannot read the task", exc)
     rows: list[tuple[str, Any]] = [
@@ -171,13 +173,11 @@ def handle_html(h: TaskHandle) -> str:
         rows.append(("runtime", esc(duration(record.runtime_ms / 1000))))
     if record.status == "SUCCEEDED":
         try:
-            value = repr(loads(record.result or b"\xc0", what="result"))
+            value = repr(result_of(record))
         except TaskQueueError as exc:
             value = f"(unreadable: {exc})"
         rows.append(("result", f"<code>{esc(short(value, 500))}</code>"))
     elif record.final:
-        from taskqueue.handle import error_of
-
         failure = error_of(record)
         rows.append(("error", error_html(failure.error_type, failure.error_message)))
         if failure.remote_traceback:

@@ -7,13 +7,15 @@ a Flask ``/health`` route. Overall status is the worst component's.
 
 Components: ``redis`` (ping latency, version, memory and the eviction policy),
 ``workers`` (live worker processes and threads vs expected), ``scheduler`` and
-``autoscaler`` (this process's threads, read from ``q._extensions``; "not
-running" is healthy, since both are optional), and ``queues`` (age of the
-oldest pending task vs a threshold).
+``autoscaler`` (this process's services, from ``q.services``; "not running" is
+healthy, since both are optional), and ``queues`` (age of the oldest pending
+task vs a threshold).
 
-An extension registered in ``q._extensions`` reports its own health when it has
-a ``health()`` method returning a ``ComponentStatus``; otherwise its ``running``
-attribute (or ``is_running()`` / ``is_alive()``) is read.
+The check reads Redis through the inspection port only; the caller hands in
+this process's worker pool, scheduler and autoscaler (None when absent). A
+service reports its own health when it has a ``health()`` method returning a
+``ComponentStatus``; otherwise its ``running`` attribute (or ``is_running()`` /
+``is_alive()``) is read.
 """
 
 from __future__ import annotations
@@ -21,17 +23,27 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-if TYPE_CHECKING:
-    from taskqueue.broker import MetricsReading
-    from taskqueue.queue import TaskQueue
-
 from taskqueue.broker.errors import REDIS_ERRORS
 
+if TYPE_CHECKING:
+    from taskqueue.broker import MetricsReading
+    from taskqueue.broker.ports import Inspection
+    from taskqueue.config import Settings
+
 _REDIS_ERRORS = (*REDIS_ERRORS, OSError)
+
+
+class LocalPool(Protocol):
+    """This process's worker pool, as health sees it."""
+
+    @property
+    def id(self) -> str: ...
+
+    def count(self) -> int: ...
 
 
 class HealthState(StrEnum):
@@ -95,14 +107,20 @@ def _number(value: Any, name: str, *, allow_none: bool = False) -> float | None:
     return float(value)
 
 
-def check(
-    queue: TaskQueue,
+def health_check(
+    inspection: Inspection,
+    settings: Settings,
     *,
+    url: str = "",
+    pool: LocalPool | None = None,
+    scheduler: object | None = None,
+    autoscaler: object | None = None,
     expected_workers: int | None = None,
     max_pending_age: float = 300.0,
     max_latency: float = 0.25,
 ) -> HealthStatus:
-    """Check every component; see ``TaskQueue.health_check``."""
+    """Check every component; see ``TaskQueue.health_check``. ``url`` (masked) names the
+    server in messages; ``pool``, ``scheduler`` and ``autoscaler`` are this process's."""
     if expected_workers is not None and (
         isinstance(expected_workers, bool) or not isinstance(expected_workers, int) or expected_workers < 0
     ):
@@ -111,28 +129,28 @@ def check(
     _number(max_latency, "max_latency")
 
     components: dict[str, ComponentStatus] = {}
-    components["redis"] = _redis(queue, max_latency)
+    components["redis"] = _redis(inspection, url, max_latency)
     reading: MetricsReading | None = None
     failure = ""
     if components["redis"].status is not HealthState.UNHEALTHY:
         try:
-            reading = queue.broker.read_metrics(queue.settings.queues_by_priority())
+            reading = inspection.read_metrics(settings.queues_by_priority())
         except _REDIS_ERRORS as exc:
             failure = str(exc)
     else:
         failure = "Redis is unreachable"
     unknown = ComponentStatus(HealthState.DEGRADED, f"not checked: {failure}")
-    components["workers"] = unknown if reading is None else _workers(queue, reading, expected_workers)
-    components["scheduler"] = _extension(
-        queue,
+    components["workers"] = unknown if reading is None else _workers(pool, reading, expected_workers)
+    components["scheduler"] = _service(
+        scheduler,
         "scheduler",
         "not running in this process (workers still move due delayed tasks and retries; "
         "periodic tasks need a scheduler in some process)",
     )
-    components["autoscaler"] = _extension(
-        queue,
+    components["autoscaler"] = _service(
+        autoscaler,
         "autoscaler",
-        f"not running in this process (worker threads stay at {queue.worker_count()})",
+        f"not running in this process (worker threads stay at {pool.count() if pool else 0})",
     )
     components["queues"] = unknown if reading is None else _queues(reading, max_pending_age)
 
@@ -148,16 +166,15 @@ def check(
     )
 
 
-def _redis(queue: TaskQueue, max_latency: float) -> ComponentStatus:
-    broker = queue.broker
-    details: dict[str, Any] = {"url": broker.url}
+def _redis(inspection: Inspection, url: str, max_latency: float) -> ComponentStatus:
+    details: dict[str, Any] = {"url": url}
     try:
-        latency = broker.ping()
+        latency = inspection.ping()
     except _REDIS_ERRORS as exc:
-        return ComponentStatus(HealthState.UNHEALTHY, f"cannot reach Redis at {broker.url}: {exc}", details)
+        return ComponentStatus(HealthState.UNHEALTHY, f"cannot reach Redis at {url}: {exc}", details)
     details["ping_ms"] = round(latency * 1000, 3)
     try:
-        info = broker.server_info()
+        info = inspection.server_info()
     except redis.exceptions.ResponseError:
         info = None  # memory:// (fakeredis) has no INFO
         details["note"] = "the server does not answer INFO (in-process memory:// server)"
@@ -194,12 +211,11 @@ def _redis(queue: TaskQueue, max_latency: float) -> ComponentStatus:
     )
 
 
-def _workers(queue: TaskQueue, reading: MetricsReading, expected: int | None) -> ComponentStatus:
+def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | None) -> ComponentStatus:
     processes = len(reading.workers)
     threads = sum(int(info.get("threads") or 0) for info in reading.workers.values())
     busy = sum(int(info.get("busy") or 0) for info in reading.workers.values())
     pending = sum(n for q, n in reading.pending.items() if q not in reading.paused)
-    pool = queue.pool
     details: dict[str, Any] = {
         "processes": processes,
         "threads": threads,
@@ -232,8 +248,7 @@ def _workers(queue: TaskQueue, reading: MetricsReading, expected: int | None) ->
     return ComponentStatus(HealthState.HEALTHY, summary, details)
 
 
-def _extension(queue: TaskQueue, name: str, absent: str) -> ComponentStatus:
-    ext = queue.autoscaler if name == "autoscaler" else queue._extensions.get(name)
+def _service(ext: object | None, name: str, absent: str) -> ComponentStatus:
     if ext is None:
         return ComponentStatus(HealthState.HEALTHY, absent, {"running": False})
     report = getattr(ext, "health", None)

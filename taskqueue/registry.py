@@ -17,6 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from taskqueue.errors import TaskNotFound
@@ -134,7 +135,8 @@ def _user_stacklevel() -> int:
     """The stacklevel of the first caller outside taskqueue, so a warning points at the
     user's line (a notebook cell), however many library frames the registration went through."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
         frame, level = frame.f_back, level + 1
     return level

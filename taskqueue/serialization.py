@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import msgpack
@@ -24,6 +26,11 @@ ENVELOPE_VERSION = 1
 #: Deepest nesting accepted in arguments; deeper structures are refused both
 #: ways, so a hostile payload cannot exhaust the decoder's stack.
 MAX_DEPTH = 32
+#: Bounds of the ``headers`` option (string entries added by ``task_enqueued`` hooks, such
+#: as a W3C traceparent): enough for tracing context, never a second payload.
+MAX_HEADERS = 32
+MAX_HEADER_NAME = 128
+MAX_HEADER_VALUE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +40,8 @@ class Envelope:
     name: str
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
-    #: Per-call options that the worker honours (timeout, max_retries).
+    #: Per-call options that the worker honours (timeout, max_retries), and ``headers``:
+    #: str -> str entries that ``task_enqueued`` hooks add (tracing context).
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,6 +93,68 @@ def loads(data: bytes, *, what: str = "value") -> Any:
         raise SerializationError(f"{what} is not valid msgpack: {reason}") from None
 
 
+def header_problem(name: object, value: object) -> str | None:
+    """Why ``name: value`` cannot be a header (None when it can)."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_HEADER_NAME:
+        return f"a header name must be a string of 1 to {MAX_HEADER_NAME} characters, got {describe(name)}"
+    if not isinstance(value, str) or len(value) > MAX_HEADER_VALUE:
+        return (
+            f"header {name!r} must be a string of at most {MAX_HEADER_VALUE} characters, "
+            f"got {describe(value)}"
+        )
+    return None
+
+
+def headers_problem(headers: object) -> str | None:
+    """Why ``headers`` cannot be the headers option (None when it can)."""
+    if not isinstance(headers, dict):
+        return f"headers must be a map of strings, got {describe(headers)}"
+    if len(headers) > MAX_HEADERS:
+        return f"at most {MAX_HEADERS} headers, got {len(headers)}"
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _naive_datetime(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where in ``value`` a datetime without tzinfo sits (a path such as ``[0]['at']``)."""
+    if isinstance(value, datetime):
+        return path if value.utcoffset() is None else None
+    if depth < MAX_DEPTH and isinstance(value, (list, tuple)):
+        items: Any = enumerate(value)
+    elif depth < MAX_DEPTH and isinstance(value, dict):
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        found = _naive_datetime(item, f"{path}[{key!r}]", depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _naive_datetime_error(envelope: Envelope) -> SerializationError | None:
+    """A SerializationError naming the argument that holds a naive datetime, if one does."""
+    positional = ((f"argument {index + 1}", arg) for index, arg in enumerate(envelope.args))
+    named = ((f"argument {name!r}", arg) for name, arg in envelope.kwargs.items())
+    where = None
+    for label, arg in itertools.chain(positional, named):
+        path = _naive_datetime(arg, "")
+        if path is not None:
+            where = label + path
+            break
+    if where is None:
+        return None
+    return SerializationError(
+        f"{where} of task {envelope.name!r} is a datetime without tzinfo (naive): taskqueue sends "
+        "only timezone-aware datetimes, so that every worker reads the same instant whatever its "
+        "local zone. Pass an aware one: datetime.now(timezone.utc), dt.replace(tzinfo=timezone.utc) "
+        "for a UTC time, or dt.astimezone() for a local time"
+    )
+
+
 def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
     """Encode an envelope; raises SerializationError or PayloadTooLarge, never writes."""
     # Flat arguments (the common case) need no walk.
@@ -97,7 +167,10 @@ def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
         body["k"] = envelope.kwargs
     if envelope.options:
         body["o"] = envelope.options
-    data = dumps(body, what=f"arguments of task {envelope.name!r}")
+    try:
+        data = dumps(body, what=f"arguments of task {envelope.name!r}")
+    except SerializationError as exc:
+        raise (_naive_datetime_error(envelope) or exc) from None
     if len(data) > max_bytes:
         raise PayloadTooLarge(len(data), max_bytes, what=f"payload of task {envelope.name!r}")
     return data
@@ -130,6 +203,8 @@ def decode(data: bytes) -> Envelope:
         raise SerializationError(
             f"task payload option max_retries must be an int >= 0, got {describe(retries)}"
         )
+    if "headers" in options and (problem := headers_problem(options["headers"])) is not None:
+        raise SerializationError(f"task payload option {problem}")
     _check_depth(args)
     _check_depth(kwargs)
     return Envelope(name=name, args=tuple(args), kwargs=kwargs, options=options)

@@ -12,14 +12,14 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
 
+from taskqueue.config import TaskSettings
 from taskqueue.registry import TaskDefinition, TaskRegistry, check_name, registry
 from taskqueue.retry import RetryPolicy, WaitStrategy, as_exception_types
 
 if TYPE_CHECKING:
     from taskqueue.handle import TaskHandle
-    from taskqueue.queue import TaskQueue
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,6 +28,14 @@ R = TypeVar("R")
 CONFIG_NAMES = frozenset(
     {"name", "queue", "max_retries", "timeout_seconds", "retry_wait", "retry_on", "dont_retry_on"}
 )
+#: The settings' defaults, which a Task that sets nothing reports and gets.
+_DEFAULTS = TaskSettings()
+
+
+class Enqueuer(Protocol):
+    """What a task function sends its calls through (the queue's producer side)."""
+
+    def enqueue(self, item: Signature, *, task_id: str | None = None) -> TaskHandle: ...
 
 
 def default_name(target: Any) -> str:
@@ -38,14 +46,20 @@ class Task:
     """Base class of class-based tasks.
 
     ``name`` defaults to ``module.QualName``. Annotated fields are the payload
-    (they must be msgpack-friendly); ``execute()`` runs in the worker.
+    (they must be msgpack-friendly; their types are checked when the task is
+    sent, see ``taskqueue.fields``); ``execute()`` runs in the worker.
     Subclass with ``abstract=True`` for a base class that is not itself a task.
+
+    ``max_retries`` and ``timeout_seconds`` read the settings' defaults (3 and
+    300 s) until a subclass sets them. A task that sets no timeout runs with
+    its queue's ``tasks.timeout_seconds``, which is that same 300 s unless the
+    settings change it.
     """
 
     name: ClassVar[str]
     queue: ClassVar[str] = "default"
-    max_retries: ClassVar[int] = 3
-    timeout_seconds: ClassVar[float | None] = None
+    max_retries: ClassVar[int] = _DEFAULTS.max_retries
+    timeout_seconds: ClassVar[float | None] = _DEFAULTS.timeout_seconds
     retry_wait: ClassVar[WaitStrategy | None] = None
     retry_on: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
     dont_retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
@@ -79,6 +93,8 @@ def definition_of(cls: type[Task]) -> TaskDefinition:
         raise ValueError(f"{cls.__qualname__}.max_retries must be an int >= 0, got {cls.max_retries!r}")
     if cls.timeout_seconds is not None and not cls.timeout_seconds > 0:
         raise ValueError(f"{cls.__qualname__}.timeout_seconds must be > 0, got {cls.timeout_seconds!r}")
+    # Set by a subclass: its own timeout. Inherited from Task: the queue's setting applies.
+    own_timeout = any("timeout_seconds" in vars(k) for k in cls.__mro__ if k is not Task)
     return TaskDefinition(
         name=cls.name,
         target=cls,
@@ -90,7 +106,7 @@ def definition_of(cls: type[Task]) -> TaskDefinition:
             retry_on=as_exception_types(cls.retry_on, "retry_on") or (Exception,),
             dont_retry_on=as_exception_types(cls.dont_retry_on, "dont_retry_on"),
         ),
-        timeout=cls.timeout_seconds,
+        timeout=cls.timeout_seconds if own_timeout else None,
     )
 
 
@@ -110,9 +126,9 @@ class Signature:
 class TaskFunction(Generic[P, R]):
     """A function registered as a task; calling it directly still runs it locally."""
 
-    def __init__(self, fn: Callable[P, R], queue: TaskQueue, definition: TaskDefinition) -> None:
+    def __init__(self, fn: Callable[P, R], sender: Enqueuer, definition: TaskDefinition) -> None:
         self.fn = fn
-        self.queue = queue
+        self.sender = sender
         self.definition = definition
         self.name = definition.name
         self.signature = inspect.signature(fn)
@@ -173,7 +189,7 @@ class TaskFunction(Generic[P, R]):
             options["max_retries"] = max_retries
         sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options)
         self.check_arguments(sig.args, sig.kwargs)
-        return self.queue.enqueue(sig, task_id=task_id)
+        return self.sender.enqueue(sig, task_id=task_id)
 
 
 def function_definition(

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from taskqueue import TaskQueue
-from taskqueue.health import ComponentStatus, HealthState, HealthStatus
+from taskqueue.health import ComponentStatus, HealthState, HealthStatus, health_check
 
 COMPONENTS = ["redis", "workers", "scheduler", "autoscaler", "queues"]
 
@@ -158,18 +158,26 @@ class ReportingScheduler:
         pass
 
 
-def test_scheduler_component_reads_the_extension(queue: TaskQueue) -> None:
+def test_scheduler_component_reads_the_service(queue: TaskQueue) -> None:
     queue.start_workers(1)
-    queue._extensions["scheduler"] = FakeScheduler(running=True)
-    assert queue.health_check().components["scheduler"].message == "running"
-    queue._extensions["scheduler"] = FakeScheduler(running=False)
-    health = queue.health_check()
+
+    def check(scheduler: object) -> HealthStatus:
+        return health_check(queue.broker, queue.settings, pool=queue.pool, scheduler=scheduler)
+
+    assert check(FakeScheduler(running=True)).components["scheduler"].message == "running"
+    health = check(FakeScheduler(running=False))
     assert health.components["scheduler"].status == HealthState.UNHEALTHY
     assert health.message == "scheduler: the scheduler was started but is not running"
-    queue._extensions["scheduler"] = ReportingScheduler()
-    s = queue.health_check().components["scheduler"]
+    s = check(ReportingScheduler()).components["scheduler"]
     assert (s.status, s.message) == (HealthState.DEGRADED, "3 periodic tasks are late")
     assert s.details == {"late": 3}
+
+
+def test_the_queue_hands_its_running_scheduler_to_the_check(queue: TaskQueue) -> None:
+    assert queue.health_check().components["scheduler"].details == {"running": False}
+    queue.start_scheduler()
+    s = queue.health_check().components["scheduler"]
+    assert (s.status, s.message, s.details) == (HealthState.HEALTHY, "running", {"running": True}), s
 
 
 def test_autoscaler_component(queue: TaskQueue) -> None:

@@ -10,6 +10,7 @@ import redis
 pytest.importorskip("ipywidgets", reason="the monitor needs ipywidgets (pip install -e '.[dev]')")
 
 from taskqueue import TaskFailed, TaskHandle, TaskQueue, TaskStatus, display
+from taskqueue.monitor import Monitor
 from tests.brokerkit import queue_ids
 from tests.conftest import wait_until
 
@@ -179,10 +180,10 @@ def test_pause_button_and_worker_controls(queue: TaskQueue, known) -> None:
 
 def test_the_refresh_thread_runs_until_closed(queue: TaskQueue) -> None:
     m = queue.monitor(refresh=0.1)
-    assert m.running and queue._extensions["monitor"] is m
+    assert m.running and queue.services.get(Monitor) is m
     wait_until(lambda: m.refreshes >= 3)
     m.close()
-    assert not m.running and "monitor" not in queue._extensions
+    assert not m.running and queue.services.get(Monitor) is None
     count = m.refreshes
     # A closed monitor stays closed (no more reads).
     assert m.refreshes == count
@@ -208,7 +209,7 @@ def test_bad_options_and_missing_ipywidgets(queue: TaskQueue, monkeypatch) -> No
         queue.monitor(refresh=0)
     with pytest.raises(ValueError, match="dead_limit must be an int"):
         queue.monitor(dead_limit=-1)
-    assert "monitor" not in queue._extensions
+    assert queue.services.get(Monitor) is None
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     with pytest.raises(ImportError, match=r"pip install 'taskqueue\[notebook\]'"):
         queue.monitor()
@@ -244,7 +245,7 @@ def test_html_reprs_without_redis(make_queue) -> None:
         redis={"retry_attempts": 1, "retry_max_seconds": 0.2, "connection_timeout": 0.5},
     )
     assert "cannot reach Redis" in q._repr_html_()
-    html = TaskHandle(q, "abc123")._repr_html_()
+    html = TaskHandle(q.broker, "abc123")._repr_html_()
     assert "cannot read the task" in html and "cannot reach Redis" in html
 
 

@@ -3,6 +3,9 @@
 Each runs in a real Jupyter kernel (nbclient) in a scratch directory, with REDIS_URL
 pointing at the suite's server (``TaskQueue()`` in a notebook reads it; unset, the
 notebooks start the embedded server). The repository keeps them without outputs.
+
+Each runs twice in a row, in a new kernel against the same data, as a user who runs
+a notebook again finds it: what the first run left in Redis must not break the second.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ def test_there_are_notebooks_and_they_are_stored_without_outputs() -> None:
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip outputs"
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
-def test_notebook_runs(
+def test_notebook_runs_twice_in_a_row(
     path: Path, redis_url: str, redis_client: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     work = tmp_path / "run"
@@ -48,22 +51,23 @@ def test_notebook_runs(
     # The kernel (and the worker processes a notebook starts) inherit this environment.
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    book = nbformat.read(work / path.name, as_version=4)
-    client = nbclient.NotebookClient(
-        book,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(work)}},
-    )
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        pytest.fail(f"{path.name} failed:\n{exc}")
-    errors = [
-        output
-        for cell in book.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if output.output_type == "error"
-    ]
-    assert errors == []
+    for run in ("first", "second"):
+        book = nbformat.read(work / path.name, as_version=4)
+        client = nbclient.NotebookClient(
+            book,
+            timeout=120,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(work)}},
+        )
+        try:
+            client.execute()
+        except nbclient.exceptions.CellExecutionError as exc:
+            pytest.fail(f"{path.name} failed in its {run} run:\n{exc}")
+        errors = [
+            output
+            for cell in book.cells
+            if cell.cell_type == "code"
+            for output in cell.outputs
+            if output.output_type == "error"
+        ]
+        assert errors == [], f"{path.name}, {run} run"

@@ -27,6 +27,7 @@ from taskqueue import (
     BrokerError,
     ConfigurationError,
     PeriodicTask,
+    Scheduler,
     SerializationError,
     Task,
     TaskQueue,
@@ -595,7 +596,7 @@ def test_three_scheduler_processes_never_duplicate(
 def test_start_and_stop_scheduler_and_close(make_queue) -> None:
     q = make_queue()
     scheduler = q.start_scheduler()
-    assert q._extensions["scheduler"] is scheduler and scheduler.running
+    assert q.services.get(Scheduler) is scheduler and scheduler.running
     assert q.start_scheduler() is scheduler  # idempotent
     q.stop_scheduler()
     assert not scheduler.running

@@ -1,6 +1,7 @@
 """Metrics: counters, latency percentiles and workers, read from Redis.
 
-``q.get_metrics()`` returns a ``TaskQueueMetrics``; ``taskqueue.metrics.prometheus``
+``q.get_metrics()`` returns a ``TaskQueueMetrics`` (``get_metrics(inspection,
+settings)`` does the same from the inspection port); ``taskqueue.metrics.prometheus``
 exposes the same figures to Prometheus (needs the ``prometheus`` extra).
 """
 
@@ -12,9 +13,8 @@ from taskqueue.metrics.model import (
     TaskQueueMetrics,
     WorkerMetrics,
     WorkerThreadMetrics,
-    collect,
-    from_reading,
 )
+from taskqueue.metrics.reading import from_reading, get_metrics
 
 __all__ = [
     "TaskQueueMetrics",
@@ -25,6 +25,6 @@ __all__ = [
     "AutoscalerMetrics",
     "LatencyStats",
     "BOUNDS_SECONDS",
-    "collect",
+    "get_metrics",
     "from_reading",
 ]

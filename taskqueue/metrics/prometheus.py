@@ -34,7 +34,7 @@ import redis
 
 from taskqueue.errors import BrokerError
 from taskqueue.metrics.histogram import COARSE_BOUNDS_SECONDS, LatencyStats
-from taskqueue.metrics.model import collect
+from taskqueue.metrics.reading import get_metrics
 
 if TYPE_CHECKING:
     from taskqueue.queue import TaskQueue
@@ -60,7 +60,9 @@ class TaskQueueCollector(Collector):
 
         if not isinstance(queue, TaskQueue):
             raise TypeError(f"TaskQueueCollector needs a TaskQueue, got {type(queue).__name__}")
-        self.queue = queue
+        # What a scrape reads: the inspection port and the queues of the settings.
+        self.inspection = queue.broker
+        self.settings = queue.settings
 
     def describe(self) -> list[Any]:
         # Nothing to describe up front: registering must not touch Redis.
@@ -69,7 +71,7 @@ class TaskQueueCollector(Collector):
     def collect(self) -> Iterator[Any]:
         up = GaugeMetricFamily("taskqueue_up", "1 when the metrics could be read from Redis, else 0")
         try:
-            m = collect(self.queue)
+            m = get_metrics(self.inspection, self.settings)
         except (BrokerError, redis.exceptions.RedisError) as exc:
             log.warning("Prometheus scrape: cannot read metrics from Redis: %s", exc)
             up.add_metric([], 0.0)
@@ -181,10 +183,11 @@ class MetricsServer:
     """The HTTP server ``start_http_server`` started; ``stop()`` (or ``q.close()``) ends it."""
 
     def __init__(self, queue: TaskQueue, port: int, addr: str) -> None:
-        self.queue = queue
-        self._httpd, self._thread = prometheus_client.start_http_server(port, addr, registry_for(queue))
+        self.services = queue.services
+        httpd, self._thread = prometheus_client.start_http_server(port, addr, registry_for(queue))
+        self._httpd: Any = httpd  # None once stopped
         self.addr = addr
-        self.port = int(self._httpd.server_port)
+        self.port = int(httpd.server_port)
         self._lock = threading.Lock()
 
     @property
@@ -203,7 +206,7 @@ class MetricsServer:
         httpd.shutdown()
         httpd.server_close()
         self._thread.join(5)
-        self.queue._extensions.pop(f"prometheus:{self.port}", None)
+        self.services.remove(self)
 
 
 def start_http_server(queue: TaskQueue, port: int = 9100, addr: str = "0.0.0.0") -> MetricsServer:
@@ -230,6 +233,6 @@ def start_http_server(queue: TaskQueue, port: int = 9100, addr: str = "0.0.0.0")
             f"cannot serve Prometheus metrics on {addr}:{port}: {exc.strerror or exc}; "
             "pick another port (or 0 for any free port)"
         ) from exc
-    queue._extensions[f"prometheus:{server.port}"] = server
+    queue.services.add(server, key=str(server.port))
     log.info("serving Prometheus metrics at %s", server.url)
     return server
