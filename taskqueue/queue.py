@@ -507,7 +507,9 @@ class TaskQueue:
                 "loading scripts to start workers", lambda: self.broker.scripts.load_all(self.broker.client)
             )
             self._warn_if_evicting()
-            self._pool = WorkerPool(self.broker, self.registry, self.settings, served, self.signer)
+            self._pool = WorkerPool(
+                self.broker, self.registry, self.settings, served, self.signer, hooks=self.hooks
+            )
         try:
             self._pool.start(count)
         except redis.exceptions.RedisError as exc:
