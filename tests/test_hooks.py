@@ -18,10 +18,14 @@ from taskqueue.hooks import EVENTS, TaskEvent
 from .conftest import wait_until
 
 
+#: The events the worker emits (task_enqueued is the producer's).
+WORKER_EVENTS = tuple(e for e in EVENTS if e != "task_enqueued")
+
+
 class Recorder:
     """Collects events from every thread; ``wait_for`` blocks until a condition holds."""
 
-    def __init__(self, q: TaskQueue, events: tuple[str, ...] = EVENTS) -> None:
+    def __init__(self, q: TaskQueue, events: tuple[str, ...] = WORKER_EVENTS) -> None:
         self.events: list[TaskEvent] = []
         self.threads: list[str] = []
         self._cond = threading.Condition()
