@@ -55,8 +55,11 @@ _factory_installed = False
 class OutputBuffer:
     """Lines one attempt of a task produced, bounded to the newest ``max_lines``."""
 
+    # Made for every attempt, so it is kept cheap to build.
+    __slots__ = ("_lines", "_lock", "_partial", "attempt", "closed", "dropped", "max_lines")
+
     def __init__(self, max_lines: int = 1000, attempt: int = 1) -> None:
-        self.max_lines = max(1, int(max_lines))
+        self.max_lines = max_lines if type(max_lines) is int and max_lines >= 1 else max(1, int(max_lines))
         self._lock = threading.Lock()  # the watchdog may read while the task writes
         self._lines: deque[str] = deque(maxlen=self.max_lines)
         self._partial = {STDOUT: "", STDERR: ""}

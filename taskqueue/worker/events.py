@@ -20,6 +20,7 @@ With no hook for an event, nothing is built: every emit checks
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from taskqueue.hooks import Hooks, TaskEvent
@@ -38,11 +39,26 @@ class AttemptEvents:
         self.hooks = hooks
         self.worker_id = worker_id
 
+    # The two events of every attempt are built inline: they are on the hot path
+    # whenever a hook (output capture, by default) listens.
     def started(self, attempt: Attempt, options: dict[str, Any]) -> None:
         """``task_started``, with the envelope's headers (a producer's hooks put them there)."""
         if self.hooks.wants("task_started"):
-            headers = {"headers": _headers(options)}
-            self.hooks.emit(self._event("task_started", attempt, None, None, headers))
+            d = attempt.delivery
+            extra = {"headers": _headers(options)}
+            self.hooks.emit(
+                TaskEvent(
+                    "task_started",
+                    d.id,
+                    attempt.task_name,
+                    d.queue,
+                    d.attempt,
+                    None,
+                    None,
+                    self.worker_id,
+                    extra,
+                )
+            )
 
     def ended(
         self, event: str, attempt: Attempt, error: BaseException | None = None, **extra: Any
@@ -51,7 +67,14 @@ class AttemptEvents:
         if not self.hooks.wants(event):
             return []
         logs: list[str] = []
-        self.hooks.emit(self._event(event, attempt, attempt.duration(), error, {"logs": logs, **extra}))
+        d = attempt.delivery
+        duration = time.monotonic() - attempt.started if attempt.started else None
+        extra["logs"] = logs
+        self.hooks.emit(
+            TaskEvent(
+                event, d.id, attempt.task_name, d.queue, d.attempt, duration, error, self.worker_id, extra
+            )
+        )
         return logs
 
     def followed(

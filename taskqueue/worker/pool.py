@@ -274,9 +274,9 @@ def _pool_hooks(settings: Settings) -> list[tuple[str, Hook]]:
     if capture is not None:
         hooks.append(("task_started", capture.started))
         hooks.append(("task_succeeded", capture.finish))
-    # Without capture, a success builds no event unless somebody listens: the DEBUG line
-    # is then written when DEBUG was on for taskqueue.worker as the workers started.
-    if capture is not None or log.isEnabledFor(logging.DEBUG):
+    # A success line is DEBUG: it is written when DEBUG was on for taskqueue.worker as the
+    # workers started, so that otherwise a success builds no event unless somebody listens.
+    if log.isEnabledFor(logging.DEBUG):
         hooks.append(("task_succeeded", task_log.succeeded))
     for event, write in (("task_failed", task_log.failed), ("task_cancelled", task_log.cancelled)):
         if capture is not None:

@@ -6,7 +6,9 @@ Each line names the task, its id, the attempt and how long it ran::
     task shop.resize 4c59f7e0... attempt 4 dead after 0.118 s: retries exhausted after 4 attempt(s): ...
     task shop.resize 4c59f7e0... attempt 1 succeeded in 0.004 s
 
-Levels: a success is DEBUG; a failed attempt that will be retried is INFO
+Levels: a success is DEBUG (written when DEBUG is on for the logger as the
+workers start, so that the success of a task costs nothing more otherwise);
+a failed attempt that will be retried is INFO
 (the retry is the normal course of things); a final failure (dead, failed,
 a lost lease) is WARNING; a cancellation is INFO. The logger is
 ``taskqueue.worker``.
@@ -38,7 +40,7 @@ class TaskLog:
     """Hooks that log one line per attempt (see the module docstring)."""
 
     def succeeded(self, event: TaskEvent) -> None:
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(logging.DEBUG):  # it may have been turned down since
             log.debug("%s succeeded %s", _subject(event), _ran(event, "in"))
 
     def failed(self, event: TaskEvent) -> None:
