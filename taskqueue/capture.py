@@ -48,6 +48,9 @@ KINDS = {STDOUT: "stdout", STDERR: "stderr", LOG: "log", ERROR: "error", ATTEMPT
 MAX_LINE_CHARS = 10_000
 
 _local = threading.local()
+#: Shared empty stand-ins until a buffer's first write (never written to).
+_NO_LINES: deque[str] = deque(maxlen=0)
+_NO_PARTIAL: dict[str, str] = {}
 _install_lock = threading.Lock()
 _factory_installed = False
 
@@ -55,18 +58,25 @@ _factory_installed = False
 class OutputBuffer:
     """Lines one attempt of a task produced, bounded to the newest ``max_lines``."""
 
-    # Made for every attempt, so it is kept cheap to build.
+    # Made for every attempt, so it is cheap to build: most tasks print nothing, and
+    # the containers for lines are made at the first write.
     __slots__ = ("_lines", "_lock", "_partial", "attempt", "closed", "dropped", "max_lines")
 
     def __init__(self, max_lines: int = 1000, attempt: int = 1) -> None:
         self.max_lines = max_lines if type(max_lines) is int and max_lines >= 1 else max(1, int(max_lines))
         self._lock = threading.Lock()  # the watchdog may read while the task writes
-        self._lines: deque[str] = deque(maxlen=self.max_lines)
-        self._partial = {STDOUT: "", STDERR: ""}
+        self._lines: deque[str] = _NO_LINES
+        self._partial: dict[str, str] = _NO_PARTIAL
         self.dropped = 0
         self.attempt = attempt
         #: Set once the lines were handed over: later writes go to the real streams.
         self.closed = False
+
+    def _open(self) -> None:
+        """The containers, at the first write (under the lock)."""
+        if self._lines is _NO_LINES:
+            self._partial = {STDOUT: "", STDERR: ""}
+            self._lines = deque(maxlen=self.max_lines)
 
     def _add(self, kind: str, text: str) -> None:
         if len(text) > MAX_LINE_CHARS:
@@ -78,6 +88,7 @@ class OutputBuffer:
     def write(self, kind: str, text: str) -> None:
         """Stream text: complete lines are kept, a trailing partial line waits for more."""
         with self._lock:
+            self._open()
             data = self._partial[kind] + text
             *lines, self._partial[kind] = data.split("\n")
             if len(self._partial[kind]) > MAX_LINE_CHARS:
@@ -95,6 +106,7 @@ class OutputBuffer:
         if record.exc_info and record.exc_info[1] is not None:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
         with self._lock:
+            self._open()
             for line in text.split("\n"):
                 self._add(LOG, line)
 
