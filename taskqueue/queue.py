@@ -386,15 +386,6 @@ class TaskQueue:
         queue = self._check_queue(queue or definition.queue)
         delay_s = _seconds(delay, "delay")
         max_retries = options.get("max_retries", definition.retry.max_retries)
-        if self.hooks.wants("task_enqueued"):  # SCRATCH: the producer side's engineer owns this
-            from taskqueue.hooks import TaskEvent
-
-            task_id = task_id or os.urandom(16).hex()
-            headers = dict(options.get("headers") or {})
-            self.hooks.emit(
-                TaskEvent("task_enqueued", task_id, definition.name, queue, 1, extra={"headers": headers})
-            )
-            options = {**options, "headers": headers}
         envelope = Envelope(definition.name, tuple(args), dict(kwargs), options)
         payload = encode(envelope, max_bytes=self.settings.tasks.max_payload_bytes)
         if task_id is not None and not valid_task_id(task_id):
