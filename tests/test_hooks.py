@@ -17,7 +17,6 @@ from taskqueue.hooks import EVENTS, TaskEvent
 
 from .conftest import wait_until
 
-
 #: The events the worker emits (task_enqueued is the producer's).
 WORKER_EVENTS = tuple(e for e in EVENTS if e != "task_enqueued")
 
