@@ -128,15 +128,7 @@ class FailureRecorder:
         """Write the failure and its consequence; False when the lease's token was stale or Redis failed."""
         delivery = attempt.delivery
         info = exc_info(exc)
-        entry: dict[str, Any] = {
-            **info,
-            "event": "failed",
-            "attempt": delivery.attempt,
-            "at_ms": int(time.time() * 1000),
-            "action": decision.action,
-        }
-        if decision.action == "retry":
-            entry["retry_in_s"] = round(decision.delay, 3)
+        entry = _history_entry(info, delivery.attempt, decision)
         error = dumps(info, what="error")
         runtime = attempt.duration()
         backoff = Backoff()
@@ -168,6 +160,20 @@ class FailureRecorder:
                 "dead-letter queue %s over its bound: %d oldest entries dropped", delivery.queue, dropped
             )
         return stored
+
+
+def _history_entry(info: dict[str, Any], attempt: int, decision: Decision) -> dict[str, Any]:
+    """The task's history line for this failed attempt (``handle.history``)."""
+    entry: dict[str, Any] = {
+        **info,
+        "event": "failed",
+        "attempt": attempt,
+        "at_ms": int(time.time() * 1000),
+        "action": decision.action,
+    }
+    if decision.action == "retry":
+        entry["retry_in_s"] = round(decision.delay, 3)
+    return entry
 
 
 __all__ = ["Decision", "FailureRecorder", "decide", "exc_info"]
