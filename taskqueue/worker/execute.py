@@ -154,11 +154,10 @@ class Executor:
 
     def _settle(self, attempt: Attempt, value: Any) -> Outcome | None:
         """What the task's return leads to: an ack to send, or an outcome recorded now."""
-        if attempt.stopped_at is not None:
-            self._stopped(attempt)  # a late value: the watchdog ended this attempt
-            return None
+        if attempt.timed_out_at is not None:
+            return None  # the watchdog stored the timeout; this late value is dropped
         ctx = attempt.ctx
-        if ctx is not None and ctx.cancel_reason == "cancelled":
+        if attempt.lease_lost_at is None and ctx is not None and ctx.cancel_reason == "cancelled":
             # Cancelled while it ran, then returned normally: the caller asked for it
             # not to finish, so the outcome is CANCELLED and the value is discarded.
             self.recorder.record(
@@ -175,11 +174,14 @@ class Executor:
         except SerializationError as exc:
             self.recorder.record(attempt, exc, force="failed")
             return None
+        ack = (attempt.delivery, data, runtime_ms)
         if not attempt.claim_end():
-            return None
+            # Its lease was lost while it ran (the hooks heard of that failure then). The
+            # answer is still sent: the lease's token decides, and the server refuses it
+            # when the task was delivered again ("outcome of attempt N discarded").
+            return ack, []
         # An empty list when the task printed nothing: the ack then sends nothing more.
-        logs = self.events.ended("task_succeeded", attempt)
-        return (attempt.delivery, data, runtime_ms), logs
+        return ack, self.events.ended("task_succeeded", attempt)
 
     def _encode(self, attempt: Attempt, value: Any) -> bytes:
         limit = self.shared.settings.tasks.max_result_bytes
