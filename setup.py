@@ -26,6 +26,7 @@ setup(
     extras_require={
         "prometheus": ["prometheus_client>=0.20"],
         "flask": ["flask>=3.0"],
+        "otel": ["opentelemetry-api>=1.20", "opentelemetry-sdk>=1.20"],
         "notebook": ["ipywidgets>=8.1", "ipykernel>=6.29", "jupyterlab>=4.0"],
         # The peers of asv_benchmarks/peers/compare.py, never part of the main install.
         "bench": [
@@ -52,6 +53,8 @@ setup(
             # drives Debian's Chromium in the browser test (it never downloads a browser)
             "playwright>=1.40",
             "asv>=0.6",
+            "opentelemetry-api>=1.20",
+            "opentelemetry-sdk>=1.20",
         ],
     },
     entry_points={"console_scripts": ["taskqueue=taskqueue.cli:main"]},

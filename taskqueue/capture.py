@@ -8,6 +8,14 @@ into an ``OutputBuffer``; the worker stores the lines in Redis in the same
 round trip as the task's outcome, and only when there are any, so a task
 that prints nothing costs nothing. ``handle.logs`` reads them back.
 
+It is built on the hooks (``OutputCapture``, registered by the worker pool
+when ``tasks.capture_output`` is on): ``task_started`` starts collecting in
+the task's thread, and the ending event (``task_succeeded``, ``task_failed``,
+``task_cancelled``) hands the lines to the worker through the event's
+``extra["logs"]``. The ending event of a timeout fires in the watchdog's
+thread: the buffer is closed there, and the task's thread, should it run on,
+writes to the real streams again.
+
 How: ``sys.stdout`` and ``sys.stderr`` are replaced by routers that send a
 write to the buffer of the calling thread when it has one, and to the
 original stream otherwise (other threads see no difference). Log records are
@@ -28,7 +36,11 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import Any, TextIO
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from taskqueue.hooks import TaskEvent
 
 #: One letter before each stored line says where it came from.
 STDOUT, STDERR, LOG, ERROR, ATTEMPT = "o", "e", "l", "x", "a"
@@ -36,6 +48,9 @@ KINDS = {STDOUT: "stdout", STDERR: "stderr", LOG: "log", ERROR: "error", ATTEMPT
 MAX_LINE_CHARS = 10_000
 
 _local = threading.local()
+#: Shared empty stand-ins until a buffer's first write (never written to).
+_NO_LINES: deque[str] = deque(maxlen=0)
+_NO_PARTIAL: dict[str, str] = {}
 _install_lock = threading.Lock()
 _factory_installed = False
 
@@ -43,13 +58,25 @@ _factory_installed = False
 class OutputBuffer:
     """Lines one attempt of a task produced, bounded to the newest ``max_lines``."""
 
+    # Made for every attempt, so it is cheap to build: most tasks print nothing, and
+    # the containers for lines are made at the first write.
+    __slots__ = ("_lines", "_lock", "_partial", "attempt", "closed", "dropped", "max_lines")
+
     def __init__(self, max_lines: int = 1000, attempt: int = 1) -> None:
-        self.max_lines = max(1, int(max_lines))
+        self.max_lines = max_lines if type(max_lines) is int and max_lines >= 1 else max(1, int(max_lines))
         self._lock = threading.Lock()  # the watchdog may read while the task writes
-        self._lines: deque[str] = deque(maxlen=self.max_lines)
-        self._partial = {STDOUT: "", STDERR: ""}
+        self._lines: deque[str] = _NO_LINES
+        self._partial: dict[str, str] = _NO_PARTIAL
         self.dropped = 0
         self.attempt = attempt
+        #: Set once the lines were handed over: later writes go to the real streams.
+        self.closed = False
+
+    def _open(self) -> None:
+        """The containers, at the first write (under the lock)."""
+        if self._lines is _NO_LINES:
+            self._partial = {STDOUT: "", STDERR: ""}
+            self._lines = deque(maxlen=self.max_lines)
 
     def _add(self, kind: str, text: str) -> None:
         if len(text) > MAX_LINE_CHARS:
@@ -61,6 +88,7 @@ class OutputBuffer:
     def write(self, kind: str, text: str) -> None:
         """Stream text: complete lines are kept, a trailing partial line waits for more."""
         with self._lock:
+            self._open()
             data = self._partial[kind] + text
             *lines, self._partial[kind] = data.split("\n")
             if len(self._partial[kind]) > MAX_LINE_CHARS:
@@ -78,6 +106,7 @@ class OutputBuffer:
         if record.exc_info and record.exc_info[1] is not None:
             text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
         with self._lock:
+            self._open()
             for line in text.split("\n"):
                 self._add(LOG, line)
 
@@ -120,7 +149,7 @@ class _Router:
 
     def write(self, text: str) -> int:
         buffer = getattr(_local, "buffer", None)
-        if buffer is None:
+        if buffer is None or buffer.closed:
             return self._target.write(text)
         if not _inside_captured_emit():
             buffer.write(self._kind, text)
@@ -131,7 +160,8 @@ class _Router:
             self.write(line)
 
     def flush(self) -> None:
-        if getattr(_local, "buffer", None) is None:
+        buffer = getattr(_local, "buffer", None)
+        if buffer is None or buffer.closed:
             self._target.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -144,7 +174,7 @@ _EMIT = logging.StreamHandler.emit.__code__
 def _inside_captured_emit() -> bool:
     """True when a logging StreamHandler is writing a record that is already kept as a log line
     (the last-resort handler, or one configured to write to sys.stderr), so it is not kept twice."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(6):
         if frame is None:
             return False
@@ -161,7 +191,7 @@ def _install_factory() -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         buffer = getattr(_local, "buffer", None)
-        if buffer is not None:
+        if buffer is not None and not buffer.closed:
             buffer.log(record)
             record.taskqueue_captured = True
         return record
@@ -190,3 +220,44 @@ def start(buffer: OutputBuffer) -> None:
 
 def stop() -> None:
     _local.buffer = None
+
+
+# -- the hooks ---------------------------------------------------------------------
+class OutputCapture:
+    """Hooks that keep what each attempt printed or logged (see the module docstring).
+
+    ``resume`` and ``finish`` go around the other hooks of a failure, so that
+    the worker's own line about it (written by a hook in between) is kept
+    with the task even when the failure is recorded in another thread.
+    """
+
+    def __init__(self, max_lines: int = 1000) -> None:
+        self.max_lines = max_lines
+        self._buffers: dict[tuple[str, int], OutputBuffer] = {}
+
+    def started(self, event: TaskEvent) -> None:
+        """``task_started``: collect this thread's output for the attempt."""
+        ensure_installed()
+        buffer = OutputBuffer(self.max_lines, event.attempt)
+        self._buffers[(event.task_id, event.attempt)] = buffer
+        start(buffer)
+
+    def resume(self, event: TaskEvent) -> None:
+        """First hook of ``task_failed`` / ``task_cancelled``: this thread writes into the attempt's
+        buffer (one is made for a delivery rejected before it started)."""
+        key = (event.task_id, event.attempt)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = OutputBuffer(self.max_lines, event.attempt)
+        ensure_installed()
+        start(buffer)
+
+    def finish(self, event: TaskEvent) -> None:
+        """Last hook of an ending event: stop collecting and hand the lines to the worker."""
+        buffer = self._buffers.pop((event.task_id, event.attempt), None)
+        stop()
+        if buffer is None:
+            return
+        buffer.closed = True
+        if event.extra is not None and "logs" in event.extra and (buffer or event.error is not None):
+            event.extra["logs"].extend(buffer.lines(event.error))

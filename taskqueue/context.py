@@ -3,6 +3,17 @@
 Python threads cannot be killed, so cancellation and timeouts are also
 offered cooperatively: a long task can look at ``current_task().cancelled``
 or call ``current_task().check()`` between steps and stop cleanly.
+
+``wait(seconds)`` is the sleep of such a loop: it returns True as soon as the
+task is asked to stop (cancelled, timed out, or its lease lost) and False
+when the time ran out, so the idiom is::
+
+    ctx = current_task()
+    while not ctx.wait(0.1):
+        do_a_step()
+
+A task cancelled while it runs ends CANCELLED whether it raises (``check()``)
+or returns normally: a value returned after ``cancel()`` is discarded.
 """
 
 from __future__ import annotations
@@ -54,7 +65,10 @@ class TaskContext:
         raise TaskCancelled(f"task {self.id} should stop: {self.cancel_reason}")
 
     def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``, waking early when cancelled; True when cancelled."""
+        """Sleep up to ``seconds``, waking early when asked to stop.
+
+        True when the task should stop (cancelled, timed out or its lease lost:
+        see ``cancel_reason``), False when the time ran out."""
         with self._lock:
             if self._event is None:
                 self._event = threading.Event()

@@ -16,6 +16,7 @@ import redis
 
 from taskqueue.broker import RedisBroker
 from taskqueue.config import Settings
+from taskqueue.hooks import Hooks
 from taskqueue.identifiers import check_queue
 from taskqueue.registry import TaskRegistry
 from taskqueue.serialization import Signer
@@ -28,12 +29,18 @@ class LocalWorkers:
     """The worker pool of this process (None until started, and again once stopped)."""
 
     def __init__(
-        self, broker: RedisBroker, registry: TaskRegistry, settings: Callable[[], Settings], signer: Signer
+        self,
+        broker: RedisBroker,
+        registry: TaskRegistry,
+        settings: Callable[[], Settings],
+        signer: Signer,
+        hooks: Hooks,
     ) -> None:
         self.broker = broker
         self.registry = registry
         self.settings = settings
         self.signer = signer
+        self.hooks = hooks
         self.pool: WorkerPool | None = None
 
     def start(self, count: int | None, queues: Sequence[str] | None) -> None:
@@ -57,7 +64,7 @@ class LocalWorkers:
             "loading scripts to start workers", lambda: broker.scripts.load_all(broker.client)
         )
         _warn_if_evicting(broker.eviction_policy())
-        return WorkerPool(broker, self.registry, settings, served, self.signer)
+        return WorkerPool(broker, self.registry, settings, served, self.signer, hooks=self.hooks)
 
     def count(self) -> int:
         return self.pool.count() if self.pool else 0

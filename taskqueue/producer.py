@@ -34,7 +34,7 @@ from taskqueue.handle import TaskHandle
 from taskqueue.hooks import Hooks, TaskEvent
 from taskqueue.identifiers import MAX_TASK_ID, check_queue, valid_task_id
 from taskqueue.registry import TaskDefinition, TaskRegistry
-from taskqueue.serialization import MAX_HEADERS, Envelope, Signer, encode, header_problem
+from taskqueue.serialization import MAX_HEADERS, Envelope, Signer, encode, header_problem, options_problem
 from taskqueue.task import Signature, Task, TaskFunction
 
 log = logging.getLogger("taskqueue.producer")
@@ -131,6 +131,8 @@ class TaskSender:
         delay_s = seconds(delay, "delay")
         if definition.kind == "class":
             check_fields(definition.target, kwargs)  # type: ignore[arg-type]
+        if options and (problem := options_problem(options)) is not None:
+            raise ValueError(f"task {definition.name}: option {problem}")
         envelope = Envelope(definition.name, args, kwargs, options)
         payload = encode(envelope, max_bytes=self.settings.tasks.max_payload_bytes)
         if task_id is not None and not valid_task_id(task_id):

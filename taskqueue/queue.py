@@ -77,10 +77,10 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         self.url = url
         self.broker = RedisBroker(create_client(url, settings.redis), settings, url)
         self.signer = Signer(settings.security.signing_keys)
-        self._workers = LocalWorkers(self.broker, registry, lambda: self.settings, self.signer)
-        self._closed = False
         #: Lifecycle hooks (DESIGN 9): ``q.on(event, fn)``; see taskqueue.hooks.
         self.hooks = Hooks()
+        self._workers = LocalWorkers(self.broker, registry, lambda: self.settings, self.signer, self.hooks)
+        self._closed = False
         #: Services running beside the workers (scheduler, autoscaler, monitor, metrics servers).
         self.services = Services()
         self._scheduling = LocalScheduler(

@@ -193,21 +193,27 @@ def decode(data: bytes) -> Envelope:
         raise SerializationError("task payload keyword arguments are not a map of names")
     if not isinstance(options, dict):
         raise SerializationError("task payload options are not a map")
-    timeout = options.get("timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf")
-    ):
-        raise SerializationError(f"task payload option timeout must be seconds > 0, got {describe(timeout)}")
-    retries = options.get("max_retries")
-    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
-        raise SerializationError(
-            f"task payload option max_retries must be an int >= 0, got {describe(retries)}"
-        )
-    if "headers" in options and (problem := headers_problem(options["headers"])) is not None:
+    if (problem := options_problem(options)) is not None:
         raise SerializationError(f"task payload option {problem}")
     _check_depth(args)
     _check_depth(kwargs)
     return Envelope(name=name, args=tuple(args), kwargs=kwargs, options=options)
+
+
+def options_problem(options: dict[str, Any]) -> str | None:
+    """Why ``options`` cannot travel with a task (None when they can): checked at enqueue,
+    so the caller hears of it, and again when a worker decodes, since Redis is writable."""
+    timeout = options.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf")
+    ):
+        return f"timeout must be seconds > 0, got {describe(timeout)}"
+    retries = options.get("max_retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        return f"max_retries must be an int >= 0, got {describe(retries)}"
+    if "headers" in options and (problem := headers_problem(options["headers"])) is not None:
+        return problem
+    return None
 
 
 class Signer:

@@ -4,6 +4,11 @@ The server is the same embedded server the library ships (taskqueue.embedded),
 started on a unix socket in a temporary directory. With REDIS_TEST_URL set,
 the suite uses that server instead (it must be a throw-away database: every
 test flushes it).
+
+No process outlives the run: a fixture or a test that fails stops the child
+processes it started (a server whose ACL rule was refused, a worker that never
+said "ready"), and the session fails if any child process is still alive at
+its end, listing them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 
@@ -52,15 +58,111 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+# -- no process left behind ----------------------------------------------------------
+_BOOT_TIME = psutil.boot_time()
+
+
+def _process_clock() -> float:
+    """Now, on the clock of psutil's ``create_time`` (boot time + uptime on Linux: the boot
+    time is whole seconds, so ``time.time()`` may be up to a second off from it)."""
+    try:
+        with open("/proc/uptime") as fh:
+            return _BOOT_TIME + float(fh.read().split()[0])
+    except OSError:
+        return time.time()
+
+
+def _children_since(started: float) -> list[psutil.Process]:
+    """Live child processes (at any depth) created at or after ``started`` (a ``_process_clock()``)."""
+    # Start times and uptime are counted in clock ticks (10 ms): allow for the rounding.
+    since = started - 0.02
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.create_time() >= since and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _stop(processes: list[psutil.Process], timeout: float = 5.0) -> list[psutil.Process]:
+    """SIGTERM (a server writes its data), then SIGKILL what is left; returns those that needed it."""
+    for p in processes:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=timeout)
+    return alive
+
+
+def _describe(p: psutil.Process) -> str:
+    try:
+        return f"pid {p.pid}: {' '.join(p.cmdline())[:200]}"
+    except psutil.Error:
+        return f"pid {p.pid}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
+    """A fixture that fails after starting a process (a server that then refused an ACL
+    rule, say) never reaches its teardown: stop what it started."""
+    started = _process_clock()
+    try:
+        return (yield)
+    except BaseException:
+        _stop(_children_since(started))
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """The same for a test body that fails between starting a process and stopping it."""
+    started = _process_clock()
+    try:
+        return (yield)
+    except BaseException:
+        _stop(_children_since(started))
+        raise
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a child process it started is still alive (then stop it)."""
+    children = _children_since(0.0)
+    if not children:
+        return
+    _, alive = psutil.wait_procs(children, timeout=3)  # those on their way out
+    if not alive:
+        return
+    listing = "\n  ".join(_describe(p) for p in alive)
+    _stop(alive)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = f"{len(alive)} child process(es) still alive at the end of the run:\n  {listing}"
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    else:
+        print(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer | None]:
     if os.environ.get("REDIS_TEST_URL"):
         yield None
         return
     server = EmbeddedServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

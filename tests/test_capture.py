@@ -112,3 +112,49 @@ def test_output_buffer_splits_lines_and_cuts_long_ones() -> None:
     assert lines[:2] == ["oa", "obc"]
     assert lines[2].startswith("e" + "x" * 10_000) and lines[2].endswith("characters cut]")
     assert as_text(["oone", "etwo", "lthree"]) == "one\ntwo\nthree"
+
+
+def test_a_timeout_recorded_by_the_watchdog_keeps_the_output_and_the_line(queue: TaskQueue, capfd) -> None:
+    """The watchdog ends a timed-out attempt from its own thread: the capture hooks still
+    keep what the task printed, the worker's line and the TaskTimeout with the task."""
+
+    @queue.task(timeout=0.2, max_retries=0)
+    def stuck() -> None:
+        print("working on it")
+        while True:
+            sum(range(100))
+
+    with queue.running(workers=1):
+        h = stuck.delay()
+        with pytest.raises(TaskFailed, match="TaskTimeout"):
+            h.result(timeout=10)
+    text = h.logs
+    assert text.startswith("working on it")
+    assert f"{h.id} attempt 1 dead after" in text and "exceeded its timeout of 0.2 s" in text
+    assert "TaskTimeout" in text.splitlines()[-1]
+    out, err = capfd.readouterr()
+    assert "working on it" not in out and "attempt 1 dead" not in err
+
+
+def test_a_rejected_delivery_keeps_the_worker_line(queue: TaskQueue) -> None:
+    """Rejected before it started (no task_started): its failure line is still kept."""
+    from taskqueue.serialization import Envelope, encode
+
+    client, keys = queue.broker.client, queue.broker.keys
+    client.hset(
+        keys.task("stray"),
+        mapping={
+            "payload": encode(Envelope("no.such.task"), max_bytes=1000),
+            "queue": "default",
+            "status": "PENDING",
+            "attempts": 0,
+            "max_retries": 3,
+        },
+    )
+    client.rpush(keys.queue("default"), "stray")
+    with queue.running(workers=1), pytest.raises(TaskFailed):
+        queue.get("stray").result(timeout=10)
+    text = queue.get("stray").logs
+    assert (
+        "task no.such.task stray attempt 1 dead after 0.0" in text and ": unknown-task: no task named" in text
+    )

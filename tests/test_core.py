@@ -544,13 +544,14 @@ def test_a_pool_forgets_only_the_delivery_it_was_told_about(queue) -> None:
     the new one, or the new attempt would wait for its lease to expire (seen as a stall
     of a few tasks in a 20,000-task benchmark)."""
     from taskqueue.broker import Delivery
-    from taskqueue.worker import WorkerPool, _Running
+    from taskqueue.worker import WorkerPool
+    from taskqueue.worker.state import Attempt
 
     pool = WorkerPool(queue.broker, queue.registry, queue.settings, ["default"])
     old = Delivery("t1", b"", "", 1, "w:1:1", "default")
     new = Delivery("t1", b"", "", 1, "w:2:1", "default")
-    pool._held["t1"] = _Running(new)
-    pool._forget(old)
-    assert pool._held["t1"].delivery is new
-    pool._forget(new)
+    pool._held.add(Attempt(new))
+    pool._held.forget(old)
+    assert pool._held.get("t1").delivery is new
+    pool._held.forget(new)
     assert "t1" not in pool._held

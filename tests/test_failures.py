@@ -436,3 +436,31 @@ def test_a_read_only_replica_gives_a_clear_error(own_server, registry) -> None:
     with q.running(workers=1):
         assert echo.delay(2).result(timeout=10) == 2
     q.close()
+
+
+def test_the_retry_decision_is_a_function_of_the_error_the_attempt_and_the_policy() -> None:
+    """worker.failure.decide, apart from the Redis call that stores it."""
+    from taskqueue.retry import RetryPolicy
+    from taskqueue.worker.failure import Decision, decide
+
+    def fixed(state) -> float:
+        return 0.5
+
+    policy = RetryPolicy(max_retries=2, dont_retry_on=(KeyError,))
+    assert decide(ValueError("x"), 1, policy, fixed) == Decision("retry", 0.5)
+    assert decide(ValueError("x"), 3, policy, fixed) == Decision(
+        "dead", 0.0, "retries exhausted after 3 attempt(s): ValueError: x"
+    )
+    assert decide(KeyError("k"), 1, policy, fixed) == Decision(
+        "failed", 0.0, "KeyError: 'k' (not retried by policy)"
+    )
+    assert decide(Retry(delay=7), 2, policy, fixed).action == "retry"
+    assert decide(Retry(delay=7), 2, policy, fixed).delay == 7
+    assert decide(Retry(), 3, policy, fixed).action == "dead"
+    assert decide(Reject("bad-payload: junk"), 1, policy, fixed, force="dead") == Decision(
+        "dead", 0.0, "bad-payload: junk"
+    )
+    assert decide(TaskTimeout("t", 1), 1, policy, fixed).action == "retry"  # timeouts follow the policy
+    assert decide(ValueError("x"), 1, policy, fixed, force="cancelled") == Decision(
+        "cancelled", 0.0, "ValueError: x"
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "taskqueue"
 
+
 def module_names() -> dict[str, Path]:
     names = {}
     for path in sorted(PACKAGE.rglob("*.py")):

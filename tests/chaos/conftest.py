@@ -57,11 +57,13 @@ def report(name: str, **figures: object) -> None:
 def chaos_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
     """A persistent server of the scenario's own, to restart, pause, starve or disconnect."""
     server = EmbeddedServer(tmp_path / "server", persistent=True)
-    server.start()
-    yield server
-    if server.process is not None:
-        server.process.send_signal(signal.SIGCONT)  # in case a scenario failed while it was paused
-    server.stop()
+    try:
+        server.start()
+        yield server
+    finally:
+        if server.process is not None:
+            server.process.send_signal(signal.SIGCONT)  # in case a scenario failed while it was paused
+        server.stop()
 
 
 @dataclass
@@ -122,9 +124,11 @@ class Workers:
              str(self.locks), self.overrides],
             stdout=subprocess.PIPE, stderr=log.open("w"), env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
-        if wait_ready:
-            assert proc.stdout.readline().strip() == b"ready", log.read_text()
-        self.procs.append(proc)
+        self.procs.append(proc)  # before it is ready: stop_all stops one that never gets there
+        if wait_ready and proc.stdout.readline().strip() != b"ready":
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError(f"a chaos worker did not start: {log.read_text()}")
         return proc
 
     def alive(self) -> list[subprocess.Popen]:
