@@ -43,6 +43,7 @@ setup(
             "hypothesis>=6.100",
             "cryptography>=41",  # certificates for the TLS test
             "ruff>=0.6",
+            "mypy>=1.10",
             "prometheus_client>=0.20",
             "flask>=3.0",
             "ipywidgets>=8.1",

@@ -85,7 +85,10 @@ class EmbeddedServer:
             # retry=None: redis-py's default retries (with backoff) would make each probe
             # take seconds while the server is still starting.
             client = redis.Redis(
-                unix_socket_path=self.socket_path, socket_timeout=1, socket_connect_timeout=1, retry=None
+                unix_socket_path=self.socket_path,
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=None,  # type: ignore[arg-type]  # None is accepted at run time: no retries
             )
             try:
                 return bool(client.ping())

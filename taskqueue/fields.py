@@ -49,11 +49,7 @@ def _rules(cls: type) -> dict[str, Rule]:
     """One rule per payload field, built once per class (on first send, so that annotations
     naming classes defined after the task class resolve)."""
     hints = _hints(cls)
-    return {
-        f.name: _rule_for(hints[f.name])
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if f.name in hints
-    }
+    return {f.name: _rule_for(hints[f.name]) for f in dataclasses.fields(cls) if f.name in hints}
 
 
 def _hints(cls: type) -> dict[str, Any]:
