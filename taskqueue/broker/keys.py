@@ -179,3 +179,45 @@ class Keys:
         """ZSET periodic name -> next run (ms, server clock). Schedulers claim a slot by
         compare-and-set on this score, which is what makes each slot run once."""
         return self.base + "periodic-due"
+
+    # The task registry ------------------------------------------------------
+    @property
+    def taskset_prefix(self) -> str:
+        """SET per task set (digest of a worker's task names and queues) of the task names
+        it serves; the fetch script leases only tasks whose name is in the caller's set.
+        Shared by every process with the same tasks; expires with its last heartbeat."""
+        return self.base + "taskset:"
+
+    def taskset(self, digest: str) -> str:
+        return self.taskset_prefix + digest
+
+    @property
+    def servers_prefix(self) -> str:
+        """ZSET per queue and task name (``servers:<queue>:<name>``): task-set digest ->
+        expiry (ms). Tells the fetch script whether a live worker serves a task it cannot."""
+        return self.base + "servers:"
+
+    @property
+    def wake_taskset_prefix(self) -> str:
+        """LIST per task set of wake-up tokens: pushed when a worker leaves in its queue a
+        task that this task set serves, so one of its idle threads takes it at once."""
+        return self.base + "wake-set:"
+
+    def wake_taskset(self, digest: str) -> str:
+        return self.wake_taskset_prefix + digest
+
+    @property
+    def task_names(self) -> str:
+        """ZSET task name -> until when (ms) a live worker serves it (``taskqueue tasks``)."""
+        return self.base + "task-names"
+
+    @property
+    def task_definitions(self) -> str:
+        """HASH task name -> JSON (default queue, parameter names) as its workers publish it."""
+        return self.base + "task-definitions"
+
+    @property
+    def unserved(self) -> str:
+        """ZSET task id -> when (ms) a fetch first found no live worker serving it; the task
+        is dead-lettered as unknown-task once ``workers.unknown_task_grace`` has passed."""
+        return self.base + "unserved"

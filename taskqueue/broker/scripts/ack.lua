@@ -32,7 +32,7 @@ for i = 2, #ARGV, 5 do
     out[#out + 1] = f[5] == token and 1 or 0
   else
     redis.call('HSET', t, 'status', 'SUCCEEDED', 'result', ARGV[i + 3], 'finished_ms', now,
-      'token', '', 'acked', token, 'runtime_ms', runtime)
+      'token', '', 'acked', token, 'runtime_ms', runtime, 'started_ms', now - math.max(runtime or 0, 0))
     redis.call('PEXPIRE', t, ttl)
     if (tonumber(f[3]) or 1) > 1 then
       redis.call('PEXPIRE', hp .. id, ttl)  -- only retried tasks have a history

@@ -1,5 +1,7 @@
--- Cancel a task. Pending or scheduled: it will never run. Running: a flag the
--- worker passes to the task (current_task().cancelled); threads cannot be killed.
+-- Cancel a task. Pending or scheduled: it will never run. Leased into a worker's
+-- prefetch buffer (LEASED) or running: a flag, and a message to the worker, which
+-- drops a task it has not started and passes the flag to one that has
+-- (current_task().cancelled); threads cannot be killed.
 -- KEYS[1] task hash  KEYS[2] queue prefix  KEYS[3] scheduled zset  KEYS[4] done list
 -- KEYS[5] history list  KEYS[6] control prefix (a list per worker process)
 -- ARGV[1] id  ARGV[2] ttl ms for the cancelled record
@@ -22,7 +24,7 @@ if status == 'PENDING' then
 elseif status == 'SCHEDULED' or status == 'RETRYING' then
   redis.call('ZREM', KEYS[3], ARGV[1])
   finish()
-elseif status == 'RUNNING' then
+elseif status == 'RUNNING' or status == 'LEASED' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1)
   local worker = redis.call('HGET', KEYS[1], 'worker')
   if worker then

@@ -4,22 +4,34 @@
 --      their queue with the attempt counted, or to the dead letters when the
 --      attempts are spent;
 --   2. scheduled tasks (delays, retries) that are due move to their queue.
+-- A leased task is LEASED (a reader sees PENDING): it sits in the worker's
+-- prefetch buffer until start.lua (or its outcome) says its code started.
 -- Each leased task's queue wait (from enqueue, or from the due time of a delay or
 -- retry, to now) goes into its queue's metrics hash.
+-- With a scan window (ARGV[8] > 0) the worker leases only tasks whose name is in
+-- its task set (KEYS[12]); a task it cannot run stays in place for a worker that
+-- can (that worker's task-set wake list is pushed), and a task that no live
+-- worker serves waits ARGV[7] ms from when it was first seen, then is buried
+-- as unknown-task.
 -- KEYS[1] task prefix  KEYS[2] history prefix  KEYS[3] done prefix
 -- KEYS[4] queue prefix KEYS[5] wake prefix    KEYS[6] dead prefix
 -- KEYS[7] stats prefix KEYS[8] leases zset    KEYS[9] scheduled zset
--- KEYS[10] paused set KEYS[11] metrics prefix
+-- KEYS[10] paused set KEYS[11] metrics prefix KEYS[12] this worker's task set
+-- KEYS[13] servers prefix (ZSET per queue and task name: task-set digest -> expiry ms)
+-- KEYS[14] task-set wake prefix  KEYS[15] unserved zset (task id -> first seen ms)
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] max tasks  ARGV[4] dead max size
--- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7..] queue names, by priority
+-- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7] unserved grace ms
+-- ARGV[8] scan window (0: lease whatever comes, no task-set check)  ARGV[9..] queue names, by priority
 -- Returns {now, next_due, dropped, then 6 fields per task:
 --          id, payload, signature, attempts, token, queue}
 -- next_due is the earliest scheduled time or lease deadline (-1: none), so an
 -- idle worker knows how long it may block.
 local tp, hp, dp, qp, wp, deadp, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local leases, scheduled, paused, mp = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local taskset, servers, setwake, unserved = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
 local worker, lease_ms, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max, dead_ttl, batch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local grace, window = tonumber(ARGV[7]), tonumber(ARGV[8])
 local now = now_ms()
 local dropped = 0
 
@@ -33,7 +45,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0,
   redis.call('ZREM', leases, id)
   local t = tp .. id
   local fields = redis.call('HMGET', t, 'queue', 'attempts', 'max_retries', 'status')
-  if fields[1] and fields[4] == 'RUNNING' then
+  if fields[1] and (fields[4] == 'RUNNING' or fields[4] == 'LEASED') then
     local attempts, max_retries = tonumber(fields[2]) or 0, tonumber(fields[3]) or 0
     redis.call('RPUSH', hp .. id, '{"event":"lease-expired","at_ms":' .. now ..
       ',"attempt":' .. attempts .. ',"message":"the worker running this attempt stopped renewing its lease"}')
@@ -65,7 +77,7 @@ end
 -- Queue entries come from Redis, so anyone who can write there controls them:
 -- an entry that is not a well-formed task is buried with a reason, never run,
 -- never dropped silently, and never allowed to make this script fail half-way.
-local KNOWN = {RUNNING = 1, SCHEDULED = 1, RETRYING = 1, SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1}
+local KNOWN = {LEASED = 1, RUNNING = 1, SCHEDULED = 1, RETRYING = 1, SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1}
 
 -- A task id the client can address again: UTF-8 text without braces, at most 512 bytes.
 local function valid_id(id)
@@ -111,49 +123,119 @@ end
 
 local out = {now, -1, 0}
 local taken = 0
-for i = 7, #ARGV do
-  local queue = ARGV[i]
-  if taken >= want then break end
-  if redis.call('SISMEMBER', paused, queue) == 0 then
-    local q = qp .. queue
-    while taken < want do
-      local id = redis.call('LPOP', q)
-      if not id then
-        redis.call('DEL', wp .. queue)
-        break
+local woken = {}
+
+-- Lease one PENDING task: LEASED, a fresh token, the lease deadline, its wait observed.
+local function lease(queue, id, fields)
+  local t = tp .. id
+  local attempts = redis.call('HINCRBY', t, 'attempts', 1)
+  local token = worker .. ':' .. now .. ':' .. attempts
+  redis.call('HSET', t, 'status', 'LEASED', 'token', token, 'worker', worker, 'leased_ms', now, 'queue', queue)
+  if fields[8] then
+    redis.call('HDEL', t, 'unserved_ms')
+    redis.call('ZREM', unserved, id)
+  end
+  redis.call('ZADD', leases, now + lease_ms, id)
+  local since = math.max(tonumber(fields[6]) or now, tonumber(fields[7]) or 0)
+  observe(mp .. queue, 'wait', fields[5], math.max(0, now - since))
+  out[#out + 1] = id
+  out[#out + 1] = fields[1]
+  out[#out + 1] = fields[2] or ''
+  out[#out + 1] = attempts
+  out[#out + 1] = token
+  out[#out + 1] = queue
+  taken = taken + 1
+end
+
+-- A task this worker cannot run: leave it for a live worker that can (and wake that
+-- worker's task set), or bury it once nobody has served it for the grace period.
+-- Returns true when the entry leaves the queue.
+local function not_mine(queue, id, fields)
+  local name = fields[5] or ''
+  local live = redis.call('ZRANGEBYSCORE', servers .. queue .. ':' .. name, now, '+inf')
+  if #live > 0 then
+    for _, digest in ipairs(live) do
+      if not woken[digest] then
+        woken[digest] = true
+        wake(setwake .. digest)
       end
-      local t = tp .. id
-      local fields = redis.call('HMGET', t, 'payload', 'sig', 'status', 'attempts', 'name', 'enqueued_ms', 'due_ms')
-      local status, attempts = fields[3], fields[4]
-      if not fields[1] and not status then
-        bury_entry(queue, id, 'bad-entry: no task is stored for this queue entry', false)
-      elseif not valid_id(id) then
-        bury_entry(queue, id, 'bad-entry: the task id is not UTF-8 text without braces (at most 512 bytes)', true)
-      elseif status == 'PENDING' and (not fields[1] or (attempts and not string.match(attempts, '^%d%d?%d?%d?%d?%d?%d?%d?%d?$'))) then
-        redis.call('HSET', t, 'queue', queue)
-        dropped = dropped + bury(id, 'bad-entry: the task has no payload or a malformed attempts field',
-          now, dead_args(queue))
-      elseif status == 'PENDING' then
-        attempts = redis.call('HINCRBY', t, 'attempts', 1)
-        local token = worker .. ':' .. now .. ':' .. attempts
-        redis.call('HSET', t, 'status', 'RUNNING', 'token', token, 'worker', worker,
-          'started_ms', now, 'queue', queue)
-        redis.call('ZADD', leases, now + lease_ms, id)
-        local since = math.max(tonumber(fields[6]) or now, tonumber(fields[7]) or 0)
-        observe(mp .. queue, 'wait', fields[5], math.max(0, now - since))
-        out[#out + 1] = id
-        out[#out + 1] = fields[1]
-        out[#out + 1] = fields[2] or ''
-        out[#out + 1] = attempts
-        out[#out + 1] = token
-        out[#out + 1] = queue
-        taken = taken + 1
-      elseif not KNOWN[status] then
-        redis.call('HSET', t, 'queue', queue)
-        dropped = dropped + bury(id, 'bad-entry: the task has no valid status field', now, dead_args(queue))
-      end
-      -- a known status other than PENDING (cancelled, already final...): a stale entry, dropped
     end
+    return false
+  end
+  local since = tonumber(fields[8])
+  if not since then
+    redis.call('HSET', tp .. id, 'unserved_ms', now)
+    redis.call('ZADD', unserved, now, id)
+    since = now
+  end
+  if now - since < grace then
+    return false
+  end
+  redis.call('ZREM', unserved, id)
+  dropped = dropped + bury(id, 'unknown-task: no live worker serves a task named ' .. name ..
+    ' on queue ' .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+  return true
+end
+
+-- Decide one queue entry. Returns true when it leaves the queue (leased, buried, stale).
+local function consider(queue, id)
+  local t = tp .. id
+  local fields = redis.call('HMGET', t, 'payload', 'sig', 'status', 'attempts', 'name', 'enqueued_ms',
+    'due_ms', 'unserved_ms')
+  local status, attempts = fields[3], fields[4]
+  if not fields[1] and not status then
+    bury_entry(queue, id, 'bad-entry: no task is stored for this queue entry', false)
+  elseif not valid_id(id) then
+    bury_entry(queue, id, 'bad-entry: the task id is not UTF-8 text without braces (at most 512 bytes)', true)
+  elseif status == 'PENDING' and (not fields[1] or (attempts and not string.match(attempts, '^%d%d?%d?%d?%d?%d?%d?%d?%d?$'))) then
+    redis.call('HSET', t, 'queue', queue)
+    dropped = dropped + bury(id, 'bad-entry: the task has no payload or a malformed attempts field',
+      now, dead_args(queue))
+  elseif status == 'PENDING' then
+    if window > 0 and redis.call('SISMEMBER', taskset, fields[5] or '') == 0 then
+      return not_mine(queue, id, fields)
+    end
+    lease(queue, id, fields)
+  elseif not KNOWN[status] then
+    redis.call('HSET', t, 'queue', queue)
+    dropped = dropped + bury(id, 'bad-entry: the task has no valid status field', now, dead_args(queue))
+  end
+  -- a known status other than PENDING (cancelled, already final...): a stale entry, dropped
+  return true
+end
+
+-- Take from one queue: read the head (plus the scan window), remove what was decided
+-- (a leading run with one LTRIM, the rest one LREM each), keep what waits for others.
+local function take_from(queue)
+  local q = qp .. queue
+  local kept = 0
+  while taken < want do
+    local n = want - taken + window
+    local entries = redis.call('LRANGE', q, kept, kept + n - 1)
+    if #entries == 0 then break end
+    local prefix, removed = 0, {}
+    for _, id in ipairs(entries) do
+      if taken >= want then break end
+      if consider(queue, id) then
+        if kept == 0 then prefix = prefix + 1 else removed[#removed + 1] = id end
+      else
+        kept = kept + 1
+      end
+    end
+    if prefix > 0 then redis.call('LTRIM', q, prefix, -1) end
+    for _, id in ipairs(removed) do redis.call('LREM', q, 1, id) end
+    if #entries < n or (window > 0 and kept >= window) then break end
+  end
+  if kept == 0 and redis.call('LLEN', q) == 0 then
+    redis.call('DEL', wp .. queue)
+  end
+end
+
+for i = 9, #ARGV do
+  if taken >= want then break end
+  local queue = ARGV[i]
+  if redis.call('SISMEMBER', paused, queue) == 0 then
+    take_from(queue)
   end
 end
 

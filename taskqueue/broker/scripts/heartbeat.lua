@@ -1,13 +1,59 @@
 -- One call per heartbeat interval per worker process: renew the leases of the
--- tasks it still holds, refresh its registry entry, forget dead workers.
+-- tasks it still holds, refresh its registry entry and the task registry,
+-- forget dead workers.
+-- The task registry: a worker's task set (the names it serves) is a SET under
+-- its digest, shared by every process with the same tasks and queues; per queue
+-- and name a ZSET says which task sets serve it until when; one ZSET and one
+-- HASH list every live task name and what is known of it (default queue,
+-- parameters), for `taskqueue tasks` and for enqueueing by name.
 -- KEYS[1] leases zset  KEYS[2] workers zset  KEYS[3] this worker's hash  KEYS[4] task prefix
+-- KEYS[5] task set of this worker (SET)  KEYS[6] servers prefix  KEYS[7] task names zset
+-- KEYS[8] task definitions hash
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] registry ttl ms  ARGV[4] info (JSON)
--- ARGV[5..] pairs of task id, token
+-- ARGV[5] task-set digest ('' : publish no task set)  ARGV[6] number of queues Q
+-- ARGV[7 .. 6+Q] queues served  ARGV[7+Q] number of tasks N
+-- then N pairs: task name, definition (JSON)
+-- then pairs of task id, token (the leases held)
 -- Returns {ids whose cancellation was requested, ids whose lease was lost}
 local now = now_ms()
 local lease_until = now + tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+local digest = ARGV[5]
+local nq = tonumber(ARGV[6])
+local queues = {}
+for i = 7, 6 + nq do queues[#queues + 1] = ARGV[i] end
+local nt = tonumber(ARGV[7 + nq])
+local first_task = 8 + nq
+local first_lease = first_task + 2 * nt
+
+if digest ~= '' then
+  local names = {}
+  for i = first_task, first_lease - 1, 2 do
+    local name = ARGV[i]
+    names[#names + 1] = name
+    redis.call('HSET', KEYS[8], name, ARGV[i + 1])
+    redis.call('ZADD', KEYS[7], 'GT', now + ttl, name)
+    for _, queue in ipairs(queues) do
+      local s = KEYS[6] .. queue .. ':' .. name
+      redis.call('ZADD', s, now + ttl, digest)
+      redis.call('ZREMRANGEBYSCORE', s, '-inf', now)
+      redis.call('PEXPIRE', s, ttl)
+    end
+  end
+  redis.call('DEL', KEYS[5])
+  for i = 1, #names, 500 do
+    redis.call('SADD', KEYS[5], unpack(names, i, math.min(i + 499, #names)))
+  end
+  redis.call('PEXPIRE', KEYS[5], ttl)
+  -- forget names nobody has served for a day (their definitions too)
+  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now - 86400000, 'LIMIT', 0, 100)) do
+    redis.call('ZREM', KEYS[7], gone)
+    redis.call('HDEL', KEYS[8], gone)
+  end
+end
+
 local cancelled, lost = {}, {}
-for i = 5, #ARGV, 2 do
+for i = first_lease, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local fields = redis.call('HMGET', KEYS[4] .. id, 'token', 'cancel_requested')
   if fields[1] == token then
@@ -17,7 +63,6 @@ for i = 5, #ARGV, 2 do
     lost[#lost + 1] = id
   end
 end
-local ttl = tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 redis.call('HSET', KEYS[3], 'info', ARGV[4], 'heartbeat_ms', now)
 redis.call('PEXPIRE', KEYS[3], ttl)
