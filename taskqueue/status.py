@@ -23,4 +23,14 @@ class TaskStatus(StrEnum):
 #: States a task never leaves (its outcome is stored; result() returns or raises).
 FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "DEAD", "CANCELLED"})
 
-__all__ = ["FINAL_STATES", "TaskStatus"]
+#: A status stored in Redis that readers never see: LEASED is a task in a worker's
+#: prefetch buffer, whose code has not started, so it reads PENDING (DESIGN 9).
+_AS_READ = {"LEASED": "PENDING"}
+
+
+def as_read(stored: str) -> str:
+    """The status a reader sees for the status stored in the task's hash."""
+    return _AS_READ.get(stored, stored)
+
+
+__all__ = ["FINAL_STATES", "TaskStatus", "as_read"]

@@ -33,8 +33,10 @@ from taskqueue.broker.records import (
     ScheduledEntry,
     Snapshot,
     TaskRecord,
+    TaskSet,
 )
 from taskqueue.broker.redis import RedisBroker
+from taskqueue.broker.task_registry import ServedTask, Unserved
 from taskqueue.status import FINAL_STATES
 
 __all__ = [
@@ -68,5 +70,8 @@ __all__ = [
     "ScheduledEntry",
     "Snapshot",
     "TaskRecord",
+    "TaskSet",
+    "ServedTask",
+    "Unserved",
     "FINAL_STATES",
 ]

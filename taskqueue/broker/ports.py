@@ -27,7 +27,9 @@ if TYPE_CHECKING:
         PromoteResult,
         Snapshot,
         TaskRecord,
+        TaskSet,
     )
+    from taskqueue.broker.task_registry import ServedTask, Unserved
     from taskqueue.errors import BrokerError
 
 #: A periodic plan: (now_ms, stored definitions, next run times) -> (definitions to write, names to drop).
@@ -80,8 +82,11 @@ class WorkerLink(Protocol):
         queues: Sequence[str],
         count: int,
         logs: Mapping[str, Sequence[str]] | None = None,
+        taskset: TaskSet | None = None,
     ) -> tuple[list[bool], FetchResult | None]:
-        """Store results (fenced by each lease's token) and lease up to ``count`` more, in one round trip."""
+        """Store results (fenced by each lease's token) and lease up to ``count`` more, in one round trip.
+
+        With ``taskset`` only tasks it names are leased; others stay in place, in order."""
 
     def fail(
         self,
@@ -101,15 +106,27 @@ class WorkerLink(Protocol):
         """Give unstarted leased tasks back to the front of their queues, attempts not counted."""
 
     def heartbeat(
-        self, worker_id: str, info: dict[str, Any], held: Sequence[tuple[str, str]], registry_ttl: float
+        self,
+        worker_id: str,
+        info: dict[str, Any],
+        held: Sequence[tuple[str, str]],
+        registry_ttl: float,
+        taskset: TaskSet | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Publish the worker, renew the leases it holds; returns (lost ids, cancelled ids)."""
+        """Publish the worker and its task set, renew its leases; returns (cancelled ids, lost ids)."""
+
+    def mark_started(
+        self, marks: Sequence[tuple[Delivery, int]], worker_id: str, info: dict[str, Any] | None = None
+    ) -> list[bool]:
+        """Mark leased tasks RUNNING (fenced by token) and publish thread states, in one call."""
 
     def unregister_worker(self, worker_id: str) -> None:
         """Remove the worker from the registry at a clean stop."""
 
-    def wait_for_work(self, queues: Sequence[str], worker_id: str, timeout: float) -> bool:
-        """Block on the wake lists of ``queues`` until woken or the timeout; True when woken."""
+    def wait_for_work(
+        self, queues: Sequence[str], worker_id: str, timeout: float, taskset: TaskSet | None = None
+    ) -> bool:
+        """Block on the wake lists of ``queues`` (and the task set's) until woken or the timeout."""
 
     def wait_control(self, worker_id: str, timeout: float) -> list[str]:
         """Block on the worker's control list; the messages received (cancellations)."""
@@ -213,6 +230,12 @@ class Inspection(Protocol):
 
     def paused_queues(self) -> set[str]:
         """The queues that are paused."""
+
+    def served_tasks(self) -> dict[str, ServedTask]:
+        """Task names that live workers serve (the task registry), with queue and parameters."""
+
+    def unserved(self, limit: int = 10) -> Unserved:
+        """Tasks waiting because no live worker serves their name: the count and the oldest."""
 
 
 class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):

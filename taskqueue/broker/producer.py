@@ -13,6 +13,7 @@ from typing import Any
 from taskqueue.broker.core import RedisCore
 from taskqueue.broker.ports import Producer
 from taskqueue.broker.records import EnqueueRequest, TaskRecord, pairs, text
+from taskqueue.status import as_read
 
 
 def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
@@ -79,7 +80,7 @@ class RedisProducer(RedisCore, Producer):
             f"cancelling task {task_ids[0]}" if len(task_ids) == 1 else f"cancelling {len(task_ids)} tasks"
         )
         replies = self.producer_call(doing, lambda: self._pipeline(build))
-        return [text(r) if r else None for r in replies]
+        return [as_read(text(r)) if r else None for r in replies]
 
     def get_task(self, task_id: str, *, history: bool = False) -> TaskRecord | None:
         def read() -> list[Any]:
@@ -119,7 +120,7 @@ class RedisProducer(RedisCore, Producer):
                 pipe.hget(self.keys.task(task_id), "status")
             return pipe.execute()
 
-        return [text(s) for s in self.producer_call(f"reading {len(task_ids)} statuses", read)]
+        return [as_read(text(s)) for s in self.producer_call(f"reading {len(task_ids)} statuses", read)]
 
     def task_logs(self, task_id: str) -> list[str]:
         """The stored output lines of a task (each with its kind letter, see ``taskqueue.capture``)."""

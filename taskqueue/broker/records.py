@@ -7,13 +7,14 @@ one place knows the field order a script returns. Nothing here talks to Redis.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskqueue.status import FINAL_STATES
+from taskqueue.status import FINAL_STATES, as_read
 
 
 # -- reply helpers ------------------------------------------------------------------
@@ -159,7 +160,7 @@ class TaskRecord:
             return None
         return cls(
             id=task_id,
-            status=text(h.get(b"status")),
+            status=as_read(text(h.get(b"status"))),
             queue=text(h.get(b"queue")),
             name=text(h.get(b"name")),
             attempts=to_int(h.get(b"attempts")) or 0,
@@ -354,3 +355,30 @@ __all__ = [
     "to_int",
     "worker_info",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSet:
+    """What one worker process serves: the names of its tasks, on which queues.
+
+    Published by the heartbeat (the task registry in Redis) and passed to every
+    fetch, which leases only tasks named here and leaves the others in place for
+    a worker that serves them. Processes with equal task sets share one digest,
+    hence one set in Redis and one wake list.
+    """
+
+    queues: tuple[str, ...]
+    #: (task name, its definition as published: JSON with its default queue and parameter names)
+    definitions: tuple[tuple[str, str], ...]
+    #: Names the set in Redis: a hash of the queues and the task names.
+    digest: str
+
+    @classmethod
+    def of(cls, queues: Sequence[str], definitions: Mapping[str, Mapping[str, Any]]) -> TaskSet:
+        docs = tuple((name, json.dumps(meta, sort_keys=True)) for name, meta in sorted(definitions.items()))
+        seed = json.dumps([sorted(queues), [name for name, _ in docs]]).encode()
+        return cls(tuple(queues), docs, hashlib.sha256(seed).hexdigest()[:16])
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.definitions]

@@ -46,6 +46,7 @@ NAMES = (
     "promote",
     "claim_periodic",
     "watch",
+    "start",
 )
 
 

@@ -14,15 +14,25 @@ from typing import Any
 
 from taskqueue.broker.core import RedisCore
 from taskqueue.broker.ports import Ack, WorkerLink
-from taskqueue.broker.records import Delivery, FetchResult, text
+from taskqueue.broker.records import Delivery, FetchResult, TaskSet, text
+
+#: How many entries past the ones it takes a fetch reads to find tasks of its own task
+#: set behind tasks it cannot run (which stay in place for a worker that can).
+SCAN_WINDOW = 64
 
 
 class RedisWorkerLink(RedisCore, WorkerLink):
     """``WorkerLink`` on Redis. The hot path, ``ack_and_fetch``, is one pipeline."""
 
     # -- pieces of the hot path's pipeline ---------------------------------------------
-    def _fetch_call(self, pipe: Any, worker_id: str, queues: Sequence[str], count: int) -> None:
-        """Queue one ``fetch.lua`` call: lease up to ``count`` tasks from ``queues``, by priority."""
+    def _fetch_call(
+        self, pipe: Any, worker_id: str, queues: Sequence[str], count: int, taskset: TaskSet | None
+    ) -> None:
+        """Queue one ``fetch.lua`` call: lease up to ``count`` tasks from ``queues``, by priority.
+
+        With a task set, only tasks it names are leased; the others stay in place for
+        a worker that serves them (see ``SCAN_WINDOW``).
+        """
         k = self.keys
         dead_max, dead_ttl = self._dead
         self.scripts.queue(
@@ -40,6 +50,10 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.scheduled,
                 k.paused,
                 k.metrics_prefix,
+                k.taskset(taskset.digest if taskset else ""),
+                k.servers_prefix,
+                k.wake_taskset_prefix,
+                k.unserved,
             ],
             [
                 worker_id,
@@ -48,6 +62,8 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 dead_max,
                 dead_ttl,
                 100,
+                int(self.settings.workers.unknown_task_grace * 1000),
+                SCAN_WINDOW if taskset else 0,
                 *queues,
             ],
         )
@@ -85,13 +101,15 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         queues: Sequence[str],
         count: int,
         logs: Mapping[str, Sequence[str]] | None = None,
+        taskset: TaskSet | None = None,
     ) -> tuple[list[bool], FetchResult | None]:
         """Store results (delivery, result, runtime ms) and lease up to ``count`` tasks,
         in one round trip. Returns, per result, whether it was stored (False: its lease
         was lost meanwhile and a newer attempt's outcome stands), and what was leased.
 
         ``logs``: task id -> lines it printed, for the tasks that printed anything; a
-        batch of silent tasks sends nothing more.
+        batch of silent tasks sends nothing more. ``taskset``: what this worker serves
+        (None: lease any task, as a worker that knows every task would).
         """
         unsent = [bool(logs)]
 
@@ -104,7 +122,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             if acks:
                 self._ack_call(pipe, acks)
             if count > 0:
-                self._fetch_call(pipe, worker_id, queues, count)
+                self._fetch_call(pipe, worker_id, queues, count, taskset)
 
         if not acks and count <= 0:
             return [], None
@@ -193,11 +211,34 @@ class RedisWorkerLink(RedisCore, WorkerLink):
 
         return sum(int(r) for r in self._pipeline(build))
 
+    def mark_started(
+        self, marks: Sequence[tuple[Delivery, int]], worker_id: str, info: dict[str, Any] | None = None
+    ) -> list[bool]:
+        """Mark leased tasks RUNNING (delivery, ms since its code started), fenced by token,
+        and publish the worker's thread states (``info``) in the same script call.
+
+        The pool calls this only for tasks still running a moment after they started,
+        batched, so a quick task costs nothing here (DESIGN 9: honest states).
+        """
+        if not marks and info is None:
+            return []
+        args: list[Any] = [json.dumps(info) if info is not None else ""]
+        for delivery, elapsed_ms in marks:
+            args += [delivery.id, delivery.token, max(0, int(elapsed_ms))]
+        reply = self._run("start", [self.keys.task_prefix, self.keys.worker(worker_id)], args)
+        return [bool(x) for x in reply]
+
     # -- the worker process ---------------------------------------------------------------
     def heartbeat(
-        self, worker_id: str, info: dict[str, Any], held: Sequence[tuple[str, str]], registry_ttl: float
+        self,
+        worker_id: str,
+        info: dict[str, Any],
+        held: Sequence[tuple[str, str]],
+        registry_ttl: float,
+        taskset: TaskSet | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Publish ``info``, renew the leases of ``held`` (task id, token); one script call.
+        """Publish ``info`` and the task set, renew the leases of ``held`` (task id, token);
+        one script call.
 
         Returns (ids whose cancellation was requested, ids whose lease was lost).
         """
@@ -207,12 +248,26 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             int(self.settings.lease_seconds * 1000),
             int(registry_ttl * 1000),
             json.dumps(info),
+            taskset.digest if taskset else "",
         ]
+        queues = taskset.queues if taskset else ()
+        definitions = taskset.definitions if taskset else ()
+        args += [len(queues), *queues, len(definitions)]
+        for name, doc in definitions:
+            args += [name, doc]
         for task_id, token in held:
             args += [task_id, token]
-        cancelled, lost = self._run(
-            "heartbeat", [k.leases, k.workers, k.worker(worker_id), k.task_prefix], args
-        )
+        keys = [
+            k.leases,
+            k.workers,
+            k.worker(worker_id),
+            k.task_prefix,
+            k.taskset(taskset.digest if taskset else ""),
+            k.servers_prefix,
+            k.task_names,
+            k.task_definitions,
+        ]
+        cancelled, lost = self._run("heartbeat", keys, args)
         return [text(c) for c in cancelled], [text(x) for x in lost]
 
     def unregister_worker(self, worker_id: str) -> None:
@@ -222,9 +277,13 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         pipe.execute()
 
     # -- wake-ups and control messages -------------------------------------------------------
-    def wait_for_work(self, queues: Sequence[str], worker_id: str, timeout: float) -> bool:
-        """Block until a queue's wake list (or this worker's own) has a token."""
+    def wait_for_work(
+        self, queues: Sequence[str], worker_id: str, timeout: float, taskset: TaskSet | None = None
+    ) -> bool:
+        """Block until a queue's wake list, the task set's or this worker's own has a token."""
         keys = [self.keys.wake(q) for q in queues]
+        if taskset is not None:
+            keys.append(self.keys.wake_taskset(taskset.digest))
         keys += [self.keys.wake_scheduler, self.keys.wake_worker(worker_id)]
         return self.client.blpop(keys, timeout=max(0.01, timeout)) is not None
 

@@ -1,0 +1,87 @@
+"""The task registry in Redis, read side: which task names live workers serve.
+
+Workers publish their task sets with every heartbeat (``heartbeat.lua``); this
+module reads what they published, for ``taskqueue tasks``, for enqueueing a
+task by name from a process that does not have its code, and for showing the
+tasks that wait because no live worker serves them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from taskqueue.broker.core import RedisCore
+from taskqueue.broker.records import server_ms, text
+
+
+@dataclass(frozen=True, slots=True)
+class ServedTask:
+    """A task name that at least one live worker serves, as its workers describe it."""
+
+    name: str
+    #: the task's default queue
+    queue: str
+    #: its parameter names, in order (a class task's fields)
+    params: tuple[str, ...]
+    #: until when (ms, server clock) some worker's heartbeat vouches for it
+    until_ms: int
+
+    @classmethod
+    def from_doc(cls, name: str, doc: bytes | None, until_ms: int) -> ServedTask:
+        try:
+            meta: Any = json.loads(doc) if doc else {}
+        except ValueError:
+            meta = {}
+        meta = meta if isinstance(meta, dict) else {}
+        params = meta.get("params")
+        return cls(
+            name=name,
+            queue=str(meta.get("queue") or ""),
+            params=tuple(str(p) for p in params) if isinstance(params, list) else (),
+            until_ms=until_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Unserved:
+    """Tasks waiting because no live worker serves their name (oldest first, a few shown)."""
+
+    count: int
+    #: (task id, first seen ms) of the oldest
+    oldest: tuple[tuple[str, int], ...]
+
+
+class RedisTaskRegistry(RedisCore):
+    def served_tasks(self) -> dict[str, ServedTask]:
+        """Every task name a live worker serves, with its default queue and parameters."""
+
+        def read() -> dict[str, ServedTask]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.time()
+            pipe.zrange(self.keys.task_names, 0, -1, withscores=True)
+            now, members = pipe.execute()
+            live = [(text(n), int(score)) for n, score in members if score > server_ms(now)]
+            docs = self.client.hmget(self.keys.task_definitions, [n for n, _ in live]) if live else []
+            return {
+                name: ServedTask.from_doc(name, doc, until)
+                for (name, until), doc in zip(live, docs, strict=True)
+            }
+
+        return self.producer_call("reading the task registry", read)
+
+    def unserved(self, limit: int = 10) -> Unserved:
+        """How many tasks wait for a worker that serves them, and the oldest few."""
+
+        def read() -> Unserved:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zcard(self.keys.unserved)
+            pipe.zrange(self.keys.unserved, 0, max(0, limit - 1), withscores=True)
+            count, oldest = pipe.execute()
+            return Unserved(int(count), tuple((text(i), int(s)) for i, s in oldest) if limit > 0 else ())
+
+        return self.producer_call("reading unserved tasks", read)
+
+
+__all__ = ["RedisTaskRegistry", "ServedTask", "Unserved"]
