@@ -70,6 +70,8 @@ def worker_rules(w: WorkerSettings) -> list[Rule]:
         ("workers.idle_poll_seconds", w.idle_poll_seconds > 0, "must be > 0 seconds"),
         ("workers.prefetch", w.prefetch >= 0, "must be >= 0"),
         ("workers.prefetch_window", w.prefetch_window >= 0, "must be >= 0 seconds"),
+        ("workers.status_delay", 0 <= w.status_delay <= 5, "must be between 0 and 5 seconds"),
+        ("workers.unknown_task_grace", w.unknown_task_grace >= 0, "must be >= 0 seconds"),
     ]
 
 
