@@ -27,13 +27,14 @@ from taskqueue.broker import (
     PeriodicClaim,
     RedisBroker,
     SchedulerLink,
+    TaskSet,
     WorkerLink,
     create_client,
 )
 from taskqueue.errors import BrokerError
 
 from .brokerkit import queue_ids as queued
-from .conftest import make_settings
+from .conftest import make_settings, wait_until
 
 #: Long leases (6 s): no lease may expire while a test runs on a loaded machine.
 SETTINGS = make_settings(workers={"heartbeat_interval": 2.0, "lease_heartbeats": 3})
@@ -445,3 +446,104 @@ class TestInspection:
 
     def test_ping_measures_a_round_trip(self, broker: RedisBroker) -> None:
         assert 0 < broker.ping() < 5
+
+
+def taskset(*names: str, queues: list[str] = QUEUES) -> TaskSet:
+    return TaskSet.of(queues, {n: {"queue": "default", "params": ["x"]} for n in names})
+
+
+def publish(broker: WorkerLink, worker: str, ts: TaskSet, ttl: float = 30.0) -> None:
+    broker.heartbeat(worker, {"threads": 1}, [], ttl, ts)
+
+
+def named(task_id: str, name: str, queue: str = "default") -> EnqueueRequest:
+    return EnqueueRequest(id=task_id, name=name, queue=queue, payload=b"\x90")
+
+
+class TestHonestStates:
+    def test_a_leased_task_reads_pending_until_it_is_marked_started(self, broker: RedisBroker) -> None:
+        broker.enqueue([request("a"), request("b")])
+        a, b = lease(broker, 2)
+        assert broker.task_statuses(["a", "b"]) == ["PENDING", "PENDING"]
+        record = broker.get_task("a")
+        assert record is not None and record.status == "PENDING" and record.started_ms is None
+        assert broker.mark_started([(a, 120)], "w1") == [True]
+        assert broker.task_statuses(["a", "b"]) == ["RUNNING", "PENDING"]
+        started = broker.get_task("a")
+        assert started is not None and started.started_ms is not None
+        assert ack(broker, a) and ack(broker, b)
+        assert broker.task_statuses(["a", "b"]) == ["SUCCEEDED", "SUCCEEDED"]
+
+    def test_a_start_mark_for_a_lost_lease_writes_nothing(self, broker: RedisBroker) -> None:
+        broker.enqueue([request("a")])
+        (a,) = lease(broker)
+        assert ack(broker, a)
+        assert broker.mark_started([(a, 5)], "w1") == [False]
+        assert broker.task_statuses(["a"]) == ["SUCCEEDED"]
+
+    def test_cancelling_a_prefetched_task_asks_its_worker(self, broker: RedisBroker) -> None:
+        broker.enqueue([request("a")])
+        lease(broker)
+        assert broker.cancel("a") == "PENDING"
+        assert broker.wait_control("w1", 1.0) == ["a"]
+
+
+class TestTaskRegistry:
+    def test_heartbeat_publishes_what_a_worker_serves(self, broker: RedisBroker) -> None:
+        publish(broker, "w1", taskset("app.add", "app.mul"))
+        served = broker.served_tasks()
+        assert sorted(served) == ["app.add", "app.mul"]
+        assert served["app.add"].queue == "default" and served["app.add"].params == ("x",)
+
+    def test_a_name_whose_workers_stopped_heartbeating_is_not_served(self, broker: RedisBroker) -> None:
+        publish(broker, "w1", taskset("app.add"), ttl=0.05)
+        wait_until(lambda: "app.add" not in broker.served_tasks(), timeout=5)
+
+    def test_a_worker_leases_only_its_own_tasks_and_leaves_the_rest_in_order(
+        self, make_broker: Callable[[], RedisBroker]
+    ) -> None:
+        a, b = make_broker(), make_broker()
+        ts_a, ts_b = taskset("app.a"), taskset("app.b")
+        publish(a, "wa", ts_a)
+        publish(b, "wb", ts_b)
+        a.enqueue([named(f"t{i}", "app.a" if i % 2 else "app.b") for i in range(10)])
+        _, got_a = a.ack_and_fetch([], "wa", QUEUES, 10, taskset=ts_a)
+        assert got_a is not None
+        assert [d.id for d in got_a.deliveries] == ["t1", "t3", "t5", "t7", "t9"]
+        assert queued(a) == ["t0", "t2", "t4", "t6", "t8"]
+        # B's task set was woken for what A left behind
+        assert b.wait_for_work(QUEUES, "wb", 0.5, taskset=ts_b)
+        _, got_b = b.ack_and_fetch([], "wb", QUEUES, 10, taskset=ts_b)
+        assert got_b is not None and [d.id for d in got_b.deliveries] == ["t0", "t2", "t4", "t6", "t8"]
+        assert queued(a) == [] and broker_dead(a) == 0
+
+    def test_a_task_nobody_serves_waits_the_grace_then_is_dead_lettered(self, backend_url: str) -> None:
+        settings = make_settings(workers={"heartbeat_interval": 2.0, "unknown_task_grace": 0.3})
+        broker = RedisBroker(create_client(backend_url, settings.redis), settings, backend_url)
+        ts = taskset("app.a")
+        publish(broker, "wa", ts)
+        broker.enqueue([named("orphan", "app.gone"), named("mine", "app.a")])
+        _, got = broker.ack_and_fetch([], "wa", QUEUES, 5, taskset=ts)
+        assert got is not None and [d.id for d in got.deliveries] == ["mine"]
+        assert queued(broker) == ["orphan"]
+        waiting = broker.unserved()
+        assert waiting.count == 1 and waiting.oldest[0][0] == "orphan"
+        assert broker.task_statuses(["orphan"]) == ["PENDING"]
+
+        def buried() -> bool:
+            broker.ack_and_fetch([], "wa", QUEUES, 5, taskset=ts)
+            return broker.task_statuses(["orphan"]) == ["DEAD"]
+
+        wait_until(buried, timeout=5)
+        record = broker.get_task("orphan")
+        assert record is not None and record.reason.startswith("unknown-task: no live worker serves")
+        assert broker.unserved().count == 0
+        broker.client.close()
+
+    def test_without_a_task_set_a_fetch_takes_every_task(self, broker: RedisBroker) -> None:
+        broker.enqueue([named("x", "app.x"), named("y", "app.y")])
+        assert [d.id for d in lease(broker, 5)] == ["x", "y"]
+
+
+def broker_dead(broker: RedisBroker) -> int:
+    return sum(broker.dead_count(QUEUES).values())
