@@ -68,6 +68,17 @@ class TaskDefinition:
             raise TypeError(f"arguments do not fit {self.name}{signature}: {exc}") from None
         return lambda: self.target(*bound.args, **bound.kwargs)
 
+    def published(self) -> dict[str, Any]:
+        """What workers publish of this task in the registry in Redis (``taskqueue tasks``,
+        enqueueing by name without the code): its default queue and parameter names."""
+        if self.kind == "class":
+            fields = getattr(self.target, "__dataclass_fields__", {})
+            params = [n for n, f in fields.items() if getattr(f, "init", True)]
+        else:
+            signature = _signature(self.target)
+            params = list(signature.parameters) if signature is not None else []
+        return {"queue": self.queue, "params": params, "kind": self.kind}
+
 
 @functools.lru_cache(maxsize=4096)
 def _signature(target: Callable[..., Any]) -> inspect.Signature | None:
@@ -82,6 +93,10 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
         self._lock = threading.Lock()
+        #: Bumped by every change, so workers republish their task set only when it changed.
+        self.version = 0
+        #: Called after every change (a worker pool republishes what it serves at once).
+        self.listeners: list[Callable[[], None]] = []
 
     def register(self, definition: TaskDefinition) -> TaskDefinition:
         check_name(definition.name)
@@ -106,7 +121,13 @@ class TaskRegistry:
                         stacklevel=_user_stacklevel(),
                     )
             self._tasks[definition.name] = definition
+            self.version += 1
+        self._changed()
         return definition
+
+    def _changed(self) -> None:
+        for listener in list(self.listeners):
+            listener()
 
     def get(self, name: str) -> TaskDefinition:
         try:
@@ -120,6 +141,8 @@ class TaskRegistry:
     def unregister(self, name: str) -> None:
         with self._lock:
             self._tasks.pop(name, None)
+            self.version += 1
+        self._changed()
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
@@ -129,6 +152,10 @@ class TaskRegistry:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def definitions(self) -> list[TaskDefinition]:
+        with self._lock:
+            return list(self._tasks.values())
 
 
 def _user_stacklevel() -> int:

@@ -28,9 +28,13 @@ FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "DEAD", "CANCELLED"})
 _AS_READ = {"LEASED": "PENDING"}
 
 
+#: Stored states of a task a worker holds: cancel() can only ask that worker to stop it.
+STARTED_OR_HELD = frozenset({"RUNNING", "LEASED"})
+
+
 def as_read(stored: str) -> str:
     """The status a reader sees for the status stored in the task's hash."""
     return _AS_READ.get(stored, stored)
 
 
-__all__ = ["FINAL_STATES", "TaskStatus", "as_read"]
+__all__ = ["FINAL_STATES", "STARTED_OR_HELD", "TaskStatus", "as_read"]

@@ -255,7 +255,8 @@ def test_unknown_variables_are_reported_and_unrelated_ones_ignored(project: Path
     assert [str(p) for p in exc.value.details] == [
         "workers.threads = '3' (from variable TASK_QUEUE_WORKERS__THREADS): unknown setting; "
         "known: initial_count, heartbeat_interval, lease_heartbeats, "
-        "shutdown_grace_period, idle_poll_seconds, prefetch, prefetch_window, queues"
+        "shutdown_grace_period, idle_poll_seconds, prefetch, prefetch_window, queues, status_delay, "
+        "unknown_task_grace"
     ]
     with pytest.raises(ConfigurationError, match="TASK_QUEUE_A__B__C"):
         load_settings(environ={"TASK_QUEUE_A__B__C": "1"})
@@ -301,6 +302,8 @@ RULE_CASES = [
     ("workers.idle_poll_seconds", {"workers": {"idle_poll_seconds": 10}}, "below redis.command_timeout"),
     ("workers.prefetch", {"workers": {"prefetch": -1}}, ">= 0"),
     ("workers.prefetch_window", {"workers": {"prefetch_window": -0.1}}, ">= 0 seconds"),
+    ("workers.status_delay", {"workers": {"status_delay": 6}}, "between 0 and 5 seconds"),
+    ("workers.unknown_task_grace", {"workers": {"unknown_task_grace": -1}}, ">= 0 seconds"),
     ("workers.queues", {"workers": {"queues": ["high", "nope"]}}, "not configured (nope)"),
     ("tasks.max_retries", {"tasks": {"max_retries": -1}}, ">= 0"),
     ("tasks.timeout_seconds", {"tasks": {"timeout_seconds": 0}}, "> 0"),

@@ -27,8 +27,9 @@ from taskqueue import (
     TaskStatus,
 )
 from taskqueue.broker import Keys
+from taskqueue.registry import TaskRegistry
 
-from .conftest import wait_until
+from .conftest import make_settings, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -201,8 +202,15 @@ def _wait_dead(q: TaskQueue, count: int) -> list:
 
 
 def test_bad_entries_go_to_the_dead_letter_queue_and_the_worker_keeps_serving(
-    any_queue: TaskQueue,
+    backend_url: str, registry: TaskRegistry
 ) -> None:
+    # No grace for a task that no live worker serves (the default waits for a deploy).
+    settings = make_settings(workers={"unknown_task_grace": 0})
+    with TaskQueue(backend_url, settings=settings, registry=registry) as any_queue:
+        _bad_entries(any_queue)
+
+
+def _bad_entries(any_queue: TaskQueue) -> None:
     @any_queue.task
     def add(x, y):
         return x + y
@@ -220,7 +228,7 @@ def test_bad_entries_go_to_the_dead_letter_queue_and_the_worker_keeps_serving(
             "status": "PENDING",
             "attempts": 0,
             "max_retries": 3,
-            "name": "?",
+            "name": add.name,  # a served name: the worker finds out the payload is bad
         },
     )
     client.rpush(keys.queue("default"), "badpayload")
@@ -249,7 +257,7 @@ def test_bad_entries_go_to_the_dead_letter_queue_and_the_worker_keeps_serving(
         dead = _wait_dead(any_queue, 4)
     reasons = {d.id: d.reason for d in dead}
     assert reasons["badpayload"].startswith("bad-payload: task payload is not valid msgpack")
-    assert reasons["unknown"].startswith("unknown-task: no task named 'no.such.task'")
+    assert reasons["unknown"].startswith("unknown-task: no live worker serves a task named 'no.such.task'")
     assert reasons["badargs"].startswith("bad-arguments: arguments do not fit")
     garbage = [d for d in dead if d.id not in ("badpayload", "unknown", "badargs")]
     assert len(garbage) == 1 and garbage[0].reason.startswith("bad-entry")

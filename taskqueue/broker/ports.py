@@ -47,7 +47,11 @@ class Producer(Protocol):
         """Write every request or none (one round trip); False for a repeated request already stored."""
 
     def cancel(self, task_id: str) -> str | None:
-        """Cancel one task that has not started; returns its status before, None if unknown."""
+        """Cancel a task; returns its stored status before, None if unknown.
+
+        PENDING, SCHEDULED, RETRYING: it will never run. LEASED (a worker holds it, not
+        known to have started) or RUNNING: its worker is told at once, and drops it if it
+        has not started, or asks it to stop (``current_task().cancelled``)."""
 
     def cancel_many(self, task_ids: Sequence[str]) -> list[str | None]:
         """``cancel`` for many tasks in one round trip."""

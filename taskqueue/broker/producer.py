@@ -80,7 +80,7 @@ class RedisProducer(RedisCore, Producer):
             f"cancelling task {task_ids[0]}" if len(task_ids) == 1 else f"cancelling {len(task_ids)} tasks"
         )
         replies = self.producer_call(doing, lambda: self._pipeline(build))
-        return [as_read(text(r)) if r else None for r in replies]
+        return [text(r) if r else None for r in replies]
 
     def get_task(self, task_id: str, *, history: bool = False) -> TaskRecord | None:
         def read() -> list[Any]:

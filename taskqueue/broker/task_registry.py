@@ -29,7 +29,7 @@ class ServedTask:
     until_ms: int
 
     @classmethod
-    def from_doc(cls, name: str, doc: bytes | None, until_ms: int) -> ServedTask:
+    def from_doc(cls, name: str, doc: bytes | str | None, until_ms: int) -> ServedTask:
         try:
             meta: Any = json.loads(doc) if doc else {}
         except ValueError:

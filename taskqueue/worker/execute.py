@@ -84,7 +84,13 @@ class Executor:
             log.warning("task %s: not started, its lease was lost while it waited", delivery.id)
             return None
         attempt.slot = slot
+        if attempt.cancel_requested:  # cancel() arrived while it waited in the buffer: never start it
+            cancelled = TaskCancelled(f"task {delivery.id} was cancelled before it started")
+            self.recorder.record(attempt, cancelled, force="cancelled")
+            return None
         attempt.started = now
+        if not self.shared.activity.is_set():  # the state publisher marks it RUNNING if it lasts
+            self.shared.activity.set()
         return attempt
 
     def _prepare(self, attempt: Attempt) -> Callable[[], Any]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from taskqueue.broker import TaskSet
 from taskqueue.broker.errors import REDIS_ERRORS
 from taskqueue.worker.state import Attempt, Backoff, Shared
 
@@ -25,10 +26,12 @@ class Heartbeat:
         shared: Shared,
         describe: Callable[[], dict[str, Any]],
         lose_lease: Callable[[Attempt, str], None],
+        taskset: Callable[[], TaskSet] | None = None,
     ) -> None:
         self.shared = shared
         self._describe = describe
         self._lose_lease = lose_lease
+        self._taskset = taskset
 
     def once(self) -> None:
         """Publish the process and renew its leases; act on cancellations and lost leases."""
@@ -36,12 +39,15 @@ class Heartbeat:
         holding = [a for a in shared.held.all() if a.lease_lost_at is None]
         held = [(a.delivery.id, a.delivery.token) for a in holding]
         sent = time.monotonic()
+        taskset = self._taskset() if self._taskset is not None else None
         cancelled, lost = shared.link.heartbeat(
             shared.worker_id,
             self._describe(),
             held,
             registry_ttl=2 * shared.settings.workers.heartbeat_interval,
+            taskset=taskset,
         )
+        shared.taskset = taskset  # fetches lease by it once Redis knows it
         lost_ids = set(lost)
         for attempt in holding:
             if attempt.delivery.id not in lost_ids:
@@ -77,9 +83,13 @@ class Heartbeat:
                 backoff.pause(shared.stop)
 
     def _cancel(self, task_id: str) -> None:
-        """Ask a running task to stop (cooperatively: it sees ``current_task().cancelled``)."""
+        """Ask a running task to stop (cooperatively: it sees ``current_task().cancelled``);
+        one still waiting in a slot's buffer is never started."""
         attempt = self.shared.held.get(task_id)
-        if attempt is not None and attempt.ctx is not None:
+        if attempt is None:
+            return
+        attempt.cancel_requested = True
+        if attempt.ctx is not None:
             attempt.ctx.cancel("cancelled")
 
 

@@ -1,7 +1,7 @@
 """The pool: worker threads of one process for one set of queues, and their helpers.
 
-The pool owns the slots (one thread each) and the two helper threads, the
-heartbeat and the watchdog; it grows and shrinks on request (the
+The pool owns the slots (one thread each) and three helper threads: the
+heartbeat, the watchdog and the state publisher (``publisher.py``); it grows and shrinks on request (the
 autoscaler) and stops gracefully. The work itself is done by the parts it
 wires together: ``SlotLoop`` (one thread's loop), ``Executor`` (one
 delivery), ``FailureRecorder``, ``Heartbeat`` and ``Watchdog``.
@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from taskqueue.broker import TaskSet
 from taskqueue.broker.errors import REDIS_ERRORS
 from taskqueue.broker.ports import WorkerLink
 from taskqueue.capture import OutputCapture
@@ -34,6 +35,7 @@ from taskqueue.worker.events import AttemptEvents
 from taskqueue.worker.execute import Executor
 from taskqueue.worker.failure import FailureRecorder
 from taskqueue.worker.heartbeat import Heartbeat
+from taskqueue.worker.publisher import StatePublisher
 from taskqueue.worker.slot import SlotLoop
 from taskqueue.worker.state import Held, Shared, Slot
 from taskqueue.worker.tasklog import TaskLog
@@ -67,7 +69,9 @@ class WorkerPool:
         self._recorder = FailureRecorder(self._shared, events)
         self._executor = Executor(self._shared, registry, signer or Signer(()), events, self._recorder)
         self._watchdog = Watchdog(self._shared, self._recorder, self._live_slots, self._abandon_slot)
-        self._heartbeat = Heartbeat(self._shared, self._describe, self._watchdog.lose_lease)
+        self._heartbeat = Heartbeat(self._shared, self._describe, self._watchdog.lose_lease, self._taskset)
+        self._publisher = StatePublisher(self._shared, self._live_slots, self._describe)
+        self._published_set: tuple[int, TaskSet] | None = None
         self._events = events
         self._own_hooks = _pool_hooks(settings)
         self._slots: list[Slot] = []
@@ -105,11 +109,17 @@ class WorkerPool:
         self._stop.clear()
         for event, fn in self._own_hooks:
             self.hooks.on(event, fn)
+        self.registry.listeners.append(self._registry_changed)
         try:
-            self._heartbeat_once()
+            self._heartbeat_once()  # publishes the task set before any thread fetches
         except REDIS_ERRORS as exc:  # e.g. out of memory: the heartbeat thread keeps trying
             self._shared.outage.failed(exc)
-        for target, name in ((self._heartbeat.loop, "heartbeat"), (self._watchdog.loop, "watchdog")):
+        helpers = (
+            (self._heartbeat.loop, "heartbeat"),
+            (self._watchdog.loop, "watchdog"),
+            (self._publisher.loop, "state"),
+        )
+        for target, name in helpers:
             thread = threading.Thread(target=target, name=f"taskqueue-{name}", daemon=True)
             thread.start()
             self._helpers.append(thread)
@@ -161,6 +171,7 @@ class WorkerPool:
         finished = self._join_slots(slots, grace)
         self._stop.set()
         self._shared.watch.wake()
+        self._shared.activity.set()  # the state publisher may be blocked on it
         try:
             self.link.send_control(self.id)  # wake the heartbeat thread
         except REDIS_ERRORS:
@@ -175,6 +186,8 @@ class WorkerPool:
         with self._lock:
             self._slots = [s for s in self._slots if s.thread is not None and s.thread.is_alive()]
         self._running = False
+        if self._registry_changed in self.registry.listeners:
+            self.registry.listeners.remove(self._registry_changed)
         self._events.worker("worker_stopped", queues=list(self.queues), finished=finished)
         for event, fn in self._own_hooks:
             self.hooks.off(event, fn)
@@ -232,6 +245,22 @@ class WorkerPool:
     def _heartbeat_once(self) -> None:
         self._heartbeat.once()
 
+    def _taskset(self) -> TaskSet:
+        """What this process serves, rebuilt only when the registry changed."""
+        version = self.registry.version
+        if self._published_set is None or self._published_set[0] != version:
+            definitions = {d.name: d.published() for d in self.registry.definitions()}
+            self._published_set = (version, TaskSet.of(self.queues, definitions))
+        return self._published_set[1]
+
+    def _registry_changed(self) -> None:
+        """A task was defined after the workers started (a notebook cell): publish it now,
+        so its tasks are leased at once rather than after the next heartbeat."""
+        try:
+            self._heartbeat_once()
+        except REDIS_ERRORS as exc:
+            self._shared.outage.failed(exc)  # the heartbeat thread publishes it later
+
     def _describe(self) -> dict[str, Any]:
         """What the heartbeat publishes about this process (metrics, monitor, autoscalers)."""
         return {
@@ -251,6 +280,7 @@ class WorkerPool:
         out = []
         with self._lock:
             slots = [s for s in self._slots if not s.abandoned]
+        wall = time.time()
         for slot in slots:
             running = slot.current
             entry: dict[str, Any] = {"thread": slot.thread.name if slot.thread else "", "task": None}
@@ -258,6 +288,8 @@ class WorkerPool:
                 entry["task"] = running.definition.name if running.definition else None
                 entry["task_id"] = running.delivery.id
                 entry["running_s"] = round(now - running.started, 3)
+                # readers add the time since publication, so "running for" stays true between writes
+                entry["since"] = round(wall - (now - running.started), 3)
             if slot.retiring:
                 entry["retiring"] = True
             out.append(entry)

@@ -83,7 +83,7 @@ class SlotLoop:
         sent = time.monotonic()
         try:
             stored, fetched = shared.link.ack_and_fetch(
-                self.acks, shared.worker_id, shared.queues, count, logs=self.outputs
+                self.acks, shared.worker_id, shared.queues, count, logs=self.outputs, taskset=shared.taskset
             )
             shared.outage.recovered()
             self.backoff.reset()
@@ -160,7 +160,7 @@ class SlotLoop:
                 return
             timeout = min(timeout, until_due + 0.001)
         try:
-            shared.link.wait_for_work(shared.queues, shared.worker_id, timeout)
+            shared.link.wait_for_work(shared.queues, shared.worker_id, timeout, taskset=shared.taskset)
         except REDIS_ERRORS as exc:
             shared.outage.failed(exc)
             shared.stop.wait(0.5)

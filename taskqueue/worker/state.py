@@ -21,7 +21,7 @@ from taskqueue import context
 from taskqueue.broker.errors import REDIS_ERRORS
 
 if TYPE_CHECKING:
-    from taskqueue.broker import Delivery
+    from taskqueue.broker import Delivery, TaskSet
     from taskqueue.broker.ports import WorkerLink
     from taskqueue.config import Settings
     from taskqueue.hooks import Hooks
@@ -57,6 +57,10 @@ class Attempt:
     #: server's deadline is at least this plus the lease, never earlier.
     lease_from: float = field(default_factory=time.monotonic)
     lease_lost_at: float | None = None
+    #: cancel() reached this process before the task started: it never starts.
+    cancel_requested: bool = False
+    #: True once Redis was told its code started (it reads RUNNING from then on).
+    marked: bool = False
 
     @property
     def stopped_at(self) -> float | None:
@@ -216,6 +220,10 @@ class Shared:
     stop: threading.Event = field(default_factory=threading.Event)
     outage: Outage = field(default_factory=Outage)
     watch: WatchClock = field(default_factory=WatchClock)
+    #: What this process serves (its task set), as last published; fetches lease only these.
+    taskset: TaskSet | None = None
+    #: Set when a task starts; the state publisher blocks on it while every slot is idle.
+    activity: threading.Event = field(default_factory=threading.Event)
     #: A lease not renewed for this long is given up *locally*, a margin before
     #: the server may hand the task to another worker, so that two attempts of
     #: one task never run at the same time (as far as Python can stop a thread).

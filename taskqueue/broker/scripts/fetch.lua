@@ -12,7 +12,8 @@
 -- its task set (KEYS[12]); a task it cannot run stays in place for a worker that
 -- can (that worker's task-set wake list is pushed), and a task that no live
 -- worker serves waits ARGV[7] ms from when it was first seen, then is buried
--- as unknown-task.
+-- as unknown-task. A task whose cancellation was asked for while a worker held
+-- it (it was given back, or that worker died) ends CANCELLED here, never leased.
 -- KEYS[1] task prefix  KEYS[2] history prefix  KEYS[3] done prefix
 -- KEYS[4] queue prefix KEYS[5] wake prefix    KEYS[6] dead prefix
 -- KEYS[7] stats prefix KEYS[8] leases zset    KEYS[9] scheduled zset
@@ -172,8 +173,8 @@ local function not_mine(queue, id, fields)
     return false
   end
   redis.call('ZREM', unserved, id)
-  dropped = dropped + bury(id, 'unknown-task: no live worker serves a task named ' .. name ..
-    ' on queue ' .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+  dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. name ..
+    "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
   return true
 end
 
@@ -181,7 +182,7 @@ end
 local function consider(queue, id)
   local t = tp .. id
   local fields = redis.call('HMGET', t, 'payload', 'sig', 'status', 'attempts', 'name', 'enqueued_ms',
-    'due_ms', 'unserved_ms')
+    'due_ms', 'unserved_ms', 'cancel_requested')
   local status, attempts = fields[3], fields[4]
   if not fields[1] and not status then
     bury_entry(queue, id, 'bad-entry: no task is stored for this queue entry', false)
@@ -191,8 +192,14 @@ local function consider(queue, id)
     redis.call('HSET', t, 'queue', queue)
     dropped = dropped + bury(id, 'bad-entry: the task has no payload or a malformed attempts field',
       now, dead_args(queue))
+  elseif status == 'PENDING' and fields[9] == '1' then
+    -- cancel() reached a worker that then gave the task back (or died) before it started
+    redis.call('HSET', t, 'status', 'CANCELLED', 'finished_ms', now, 'token', '')
+    redis.call('PEXPIRE', t, dead_ttl)
+    signal_done(dp .. id, dead_ttl)
   elseif status == 'PENDING' then
-    if window > 0 and redis.call('SISMEMBER', taskset, fields[5] or '') == 0 then
+    -- (a task written without a name field is leased: the worker reads the name in its payload)
+    if window > 0 and fields[5] and fields[5] ~= '' and redis.call('SISMEMBER', taskset, fields[5]) == 0 then
       return not_mine(queue, id, fields)
     end
     lease(queue, id, fields)

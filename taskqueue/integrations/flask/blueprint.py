@@ -31,7 +31,7 @@ from taskqueue.integrations.flask.problems import (
 )
 from taskqueue.integrations.flask.state import current_state
 from taskqueue.queue import TaskQueue
-from taskqueue.status import FINAL_STATES
+from taskqueue.status import FINAL_STATES, STARTED_OR_HELD, as_read
 from taskqueue.task import Signature
 
 #: Methods answered under the prefix even where no route matches, so they get a problem document.
@@ -153,8 +153,8 @@ def cancel_task(task_id: str) -> tuple[Response, int]:
         fail(404, "task-not-found", "Task not found", f"task {task_id} is not in Redis")
     if previous in FINAL_STATES:
         fail(409, "task-finished", "Task already finished", f"task {task_id} is {previous}")
-    if previous == "RUNNING":
-        return json_response({"id": task_id, "status": "RUNNING", "cancel_requested": True}), 202
+    if previous in STARTED_OR_HELD:  # its worker stops it before it starts, or asks it to stop
+        return json_response({"id": task_id, "status": as_read(previous), "cancel_requested": True}), 202
     return json_response({"id": task_id, "status": "CANCELLED", "cancelled": True}), 200
 
 
