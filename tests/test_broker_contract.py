@@ -484,8 +484,9 @@ class TestHonestStates:
     def test_cancelling_a_prefetched_task_asks_its_worker(self, broker: RedisBroker) -> None:
         broker.enqueue([request("a")])
         lease(broker)
-        assert broker.cancel("a") == "PENDING"
+        assert broker.cancel("a") == "LEASED"  # held by a worker: it can only be asked
         assert broker.wait_control("w1", 1.0) == ["a"]
+        assert broker.task_statuses(["a"]) == ["PENDING"]  # until that worker drops it
 
 
 class TestTaskRegistry:
@@ -539,6 +540,18 @@ class TestTaskRegistry:
         assert record is not None and record.reason.startswith("unknown-task: no live worker serves")
         assert broker.unserved().count == 0
         broker.client.close()
+
+    def test_a_fetch_whose_task_set_is_gone_leases_nothing_and_says_so(self, broker: RedisBroker) -> None:
+        ts = taskset("app.a")
+        publish(broker, "wa", ts)
+        broker.enqueue([named("mine", "app.a")])
+        broker.client.delete(broker.keys.taskset(ts.digest))  # expired, or flushed
+        _, got = broker.ack_and_fetch([], "wa", QUEUES, 5, taskset=ts)
+        assert got is not None and got.taskset_missing and got.deliveries == []
+        assert queued(broker) == ["mine"] and broker.unserved().count == 0
+        publish(broker, "wa", ts)
+        _, got = broker.ack_and_fetch([], "wa", QUEUES, 5, taskset=ts)
+        assert got is not None and not got.taskset_missing and [d.id for d in got.deliveries] == ["mine"]
 
     def test_without_a_task_set_a_fetch_takes_every_task(self, broker: RedisBroker) -> None:
         broker.enqueue([named("x", "app.x"), named("y", "app.y")])

@@ -86,11 +86,14 @@ class FetchResult:
     #: Earliest scheduled time or lease deadline (server ms), -1 when there is none.
     next_due_ms: int
     dropped_dead: int = 0
+    #: The caller's task set is not in Redis (expired, flushed): nothing was leased;
+    #: publish it (a heartbeat) and fetch again.
+    taskset_missing: bool = False
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> FetchResult:
-        """Decode ``fetch.lua``'s reply: three numbers, then six fields per leased task."""
-        now, next_due, dropped = int(reply[0]), int(reply[1]), int(reply[2])
+        """Decode ``fetch.lua``'s reply: four numbers, then six fields per leased task."""
+        now, next_due, dropped, missing = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3])
         deliveries = [
             Delivery(
                 id=text(reply[i]),
@@ -100,9 +103,9 @@ class FetchResult:
                 token=text(reply[i + 4]),
                 queue=text(reply[i + 5]),
             )
-            for i in range(3, len(reply), 6)
+            for i in range(4, len(reply), 6)
         ]
-        return cls(deliveries, now, next_due, dropped)
+        return cls(deliveries, now, next_due, dropped, bool(missing))
 
 
 # -- the producer side --------------------------------------------------------------------

@@ -72,6 +72,7 @@ class WorkerPool:
         self._heartbeat = Heartbeat(self._shared, self._describe, self._watchdog.lose_lease, self._taskset)
         self._publisher = StatePublisher(self._shared, self._live_slots, self._describe)
         self._published_set: tuple[int, TaskSet] | None = None
+        self._shared.republish = self._registry_changed
         self._events = events
         self._own_hooks = _pool_hooks(settings)
         self._slots: list[Slot] = []
@@ -254,8 +255,8 @@ class WorkerPool:
         return self._published_set[1]
 
     def _registry_changed(self) -> None:
-        """A task was defined after the workers started (a notebook cell): publish it now,
-        so its tasks are leased at once rather than after the next heartbeat."""
+        """Publish the task set now: a task was defined after the workers started (a
+        notebook cell), or a fetch found the set gone from Redis (expired, flushed)."""
         try:
             self._heartbeat_once()
         except REDIS_ERRORS as exc:

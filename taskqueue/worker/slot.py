@@ -42,6 +42,8 @@ class SlotLoop:
         self.first_ack_at = 0.0
         self.backoff = Backoff()
         self.average = Average()
+        #: The last fetch found the task set missing and this thread published it again.
+        self.republished = False
 
     def run(self) -> None:
         slot = self.slot
@@ -95,6 +97,13 @@ class SlotLoop:
             return ("leave" if shared.stop.is_set() else "again"), None
         self._acknowledged(stored)
         if fetched is not None:
+            if fetched.taskset_missing:
+                if self.republished:  # publishing did not bring it back: do not spin
+                    self.backoff.pause(shared.stop)
+                shared.republish()
+                self.republished = True
+                return "again", fetched
+            self.republished = False
             self._take(fetched, sent)
         return "ok", fetched
 

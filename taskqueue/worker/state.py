@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -224,6 +225,8 @@ class Shared:
     taskset: TaskSet | None = None
     #: Set when a task starts; the state publisher blocks on it while every slot is idle.
     activity: threading.Event = field(default_factory=threading.Event)
+    #: Publishes the task set again at once (a fetch found it missing from Redis).
+    republish: Callable[[], None] = lambda: None
     #: A lease not renewed for this long is given up *locally*, a margin before
     #: the server may hand the task to another worker, so that two attempts of
     #: one task never run at the same time (as far as Python can stop a thread).

@@ -147,7 +147,9 @@ hostile_entries = st.lists(
 @pytest.fixture(params=["unsigned", "signed"])
 def served_queue(request, redis_url, redis_client):
     keys = ("k-current", "k-old") if request.param == "signed" else ()
-    q = TaskQueue(redis_url, settings=make_settings(security={"signing_keys": keys}), registry=TaskRegistry())
+    # No grace for names no live worker serves: every hostile entry is decided in one pass.
+    settings = make_settings(security={"signing_keys": keys}, workers={"unknown_task_grace": 0})
+    q = TaskQueue(redis_url, settings=settings, registry=TaskRegistry())
     ran: list[str] = []
 
     @q.task(name="sentinel")

@@ -23,8 +23,11 @@
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] max tasks  ARGV[4] dead max size
 -- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7] unserved grace ms
 -- ARGV[8] scan window (0: lease whatever comes, no task-set check)  ARGV[9..] queue names, by priority
--- Returns {now, next_due, dropped, then 6 fields per task:
+-- Returns {now, next_due, dropped, taskset_missing, then 6 fields per task:
 --          id, payload, signature, attempts, token, queue}
+-- taskset_missing is 1 when a scan window was asked for but the caller's task set is
+-- not in Redis (it expired or was flushed): nothing is leased, since nothing could be
+-- told apart; the caller publishes its set and fetches again.
 -- next_due is the earliest scheduled time or lease deadline (-1: none), so an
 -- idle worker knows how long it may block.
 local tp, hp, dp, qp, wp, deadp, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -122,7 +125,7 @@ local function bury_entry(queue, raw, reason, has_task)
   dropped = dropped + bury(safe, reason, now, dead_args(queue))
 end
 
-local out = {now, -1, 0}
+local out = {now, -1, 0, 0}
 local taken = 0
 local woken = {}
 
@@ -236,6 +239,11 @@ local function take_from(queue)
   if kept == 0 and redis.call('LLEN', q) == 0 then
     redis.call('DEL', wp .. queue)
   end
+end
+
+if window > 0 and redis.call('EXISTS', taskset) == 0 then
+  out[4] = 1
+  want = 0
 end
 
 for i = 9, #ARGV do
