@@ -526,7 +526,7 @@ class TestTaskRegistry:
         broker.enqueue([named("orphan", "app.gone"), named("mine", "app.a")])
         _, got = broker.ack_and_fetch([], "wa", QUEUES, 5, taskset=ts)
         assert got is not None and [d.id for d in got.deliveries] == ["mine"]
-        assert queued(broker) == ["orphan"]
+        assert queued(broker) == []  # parked out of the queue: nothing waits behind it
         waiting = broker.unserved()
         assert waiting.count == 1 and waiting.oldest[0][0] == "orphan"
         assert broker.task_statuses(["orphan"]) == ["PENDING"]
@@ -540,6 +540,22 @@ class TestTaskRegistry:
         assert record is not None and record.reason.startswith("unknown-task: no live worker serves")
         assert broker.unserved().count == 0
         broker.client.close()
+
+    def test_parked_tasks_go_back_to_the_front_when_a_worker_serving_them_publishes(
+        self, make_broker: Callable[[], RedisBroker]
+    ) -> None:
+        a, b = make_broker(), make_broker()
+        ts_a, ts_b = taskset("app.a"), taskset("app.b")
+        publish(a, "wa", ts_a)
+        a.enqueue([named("b1", "app.b"), named("a1", "app.a"), named("b2", "app.b")])
+        _, got = a.ack_and_fetch([], "wa", QUEUES, 5, taskset=ts_a)
+        assert got is not None and [d.id for d in got.deliveries] == ["a1"]
+        assert queued(a) == [] and a.unserved().count == 2
+        a.enqueue([named("b3", "app.b")])
+        publish(b, "wb", ts_b)  # B arrives: its parked tasks go back ahead of b3, in order
+        assert queued(b) == ["b1", "b2", "b3"] and b.unserved().count == 0
+        _, got = b.ack_and_fetch([], "wb", QUEUES, 5, taskset=ts_b)
+        assert got is not None and [d.id for d in got.deliveries] == ["b1", "b2", "b3"]
 
     def test_a_fetch_whose_task_set_is_gone_leases_nothing_and_says_so(self, broker: RedisBroker) -> None:
         ts = taskset("app.a")

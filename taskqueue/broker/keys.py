@@ -217,6 +217,12 @@ class Keys:
         return self.base + "task-definitions"
 
     @property
+    def parked_prefix(self) -> str:
+        """LIST per task name of tasks taken out of their queue because no live worker
+        served that name; a worker that serves it puts them back when it publishes."""
+        return self.base + "parked:"
+
+    @property
     def unserved(self) -> str:
         """ZSET task id -> when (ms) a fetch first found no live worker serving it; the task
         is dead-lettered as unknown-task once ``workers.unknown_task_grace`` has passed."""

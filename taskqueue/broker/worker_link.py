@@ -54,6 +54,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.servers_prefix,
                 k.wake_taskset_prefix,
                 k.unserved,
+                k.parked_prefix,
             ],
             [
                 worker_id,
@@ -266,6 +267,10 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             k.servers_prefix,
             k.task_names,
             k.task_definitions,
+            k.parked_prefix,
+            k.queue_prefix,
+            k.wake_prefix,
+            k.unserved,
         ]
         cancelled, lost = self._run("heartbeat", keys, args)
         return [text(c) for c in cancelled], [text(x) for x in lost]

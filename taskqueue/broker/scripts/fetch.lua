@@ -11,8 +11,9 @@
 -- With a scan window (ARGV[8] > 0) the worker leases only tasks whose name is in
 -- its task set (KEYS[12]); a task it cannot run stays in place for a worker that
 -- can (that worker's task-set wake list is pushed), and a task that no live
--- worker serves waits ARGV[7] ms from when it was first seen, then is buried
--- as unknown-task. A task whose cancellation was asked for while a worker held
+-- worker serves is parked out of the queue (so nothing waits behind it) until a
+-- worker that serves it publishes its task set (heartbeat.lua puts it back), or
+-- for ARGV[7] ms from when it was first seen; then it is buried as unknown-task. A task whose cancellation was asked for while a worker held
 -- it (it was given back, or that worker died) ends CANCELLED here, never leased.
 -- KEYS[1] task prefix  KEYS[2] history prefix  KEYS[3] done prefix
 -- KEYS[4] queue prefix KEYS[5] wake prefix    KEYS[6] dead prefix
@@ -20,6 +21,7 @@
 -- KEYS[10] paused set KEYS[11] metrics prefix KEYS[12] this worker's task set
 -- KEYS[13] servers prefix (ZSET per queue and task name: task-set digest -> expiry ms)
 -- KEYS[14] task-set wake prefix  KEYS[15] unserved zset (task id -> first seen ms)
+-- KEYS[16] parked prefix (LIST per task name of the tasks no live worker serves)
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] max tasks  ARGV[4] dead max size
 -- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7] unserved grace ms
 -- ARGV[8] scan window (0: lease whatever comes, no task-set check)  ARGV[9..] queue names, by priority
@@ -32,7 +34,7 @@
 -- idle worker knows how long it may block.
 local tp, hp, dp, qp, wp, deadp, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local leases, scheduled, paused, mp = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
-local taskset, servers, setwake, unserved = KEYS[12], KEYS[13], KEYS[14], KEYS[15]
+local taskset, servers, setwake, unserved, parked = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 local worker, lease_ms, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max, dead_ttl, batch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local grace, window = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -74,6 +76,20 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT',
     redis.call('HSET', t, 'status', 'PENDING')
     redis.call('RPUSH', qp .. fields[1], id)
     wake(wp .. fields[1])
+  end
+end
+
+-- 2b. Parked tasks whose grace ran out: still no live worker serves them.
+if window > 0 then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', unserved, '-inf', now - grace, 'LIMIT', 0, batch)) do
+    redis.call('ZREM', unserved, id)
+    local f = redis.call('HMGET', tp .. id, 'status', 'name', 'queue', 'unserved_ms')
+    if f[2] then redis.call('LREM', parked .. f[2], 1, id) end
+    if f[1] == 'PENDING' and f[3] then
+      local waited = math.floor((now - (tonumber(f[4]) or now)) / 1000)
+      dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. (f[2] or '') ..
+        "' on queue " .. f[3] .. ' (waited ' .. waited .. ' s for one)', now, dead_args(f[3]))
+    end
   end
 end
 
@@ -151,11 +167,11 @@ local function lease(queue, id, fields)
   taken = taken + 1
 end
 
--- A task this worker cannot run: leave it for a live worker that can (and wake that
--- worker's task set), or bury it once nobody has served it for the grace period.
+-- A task this worker cannot run: leave it in place for a live worker that can (and
+-- wake that worker's task set), or park it out of the queue when nobody serves it.
 -- Returns true when the entry leaves the queue.
 local function not_mine(queue, id, fields)
-  local name = fields[5] or ''
+  local name = fields[5]
   local live = redis.call('ZRANGEBYSCORE', servers .. queue .. ':' .. name, now, '+inf')
   if #live > 0 then
     for _, digest in ipairs(live) do
@@ -166,18 +182,11 @@ local function not_mine(queue, id, fields)
     end
     return false
   end
-  local since = tonumber(fields[8])
-  if not since then
+  if not fields[8] then
     redis.call('HSET', tp .. id, 'unserved_ms', now)
     redis.call('ZADD', unserved, now, id)
-    since = now
   end
-  if now - since < grace then
-    return false
-  end
-  redis.call('ZREM', unserved, id)
-  dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. name ..
-    "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+  redis.call('RPUSH', parked .. name, id)
   return true
 end
 

@@ -5,10 +5,13 @@
 -- its digest, shared by every process with the same tasks and queues; per queue
 -- and name a ZSET says which task sets serve it until when; one ZSET and one
 -- HASH list every live task name and what is known of it (default queue,
--- parameters), for `taskqueue tasks` and for enqueueing by name.
+-- parameters), for `taskqueue tasks` and for enqueueing by name. Tasks parked
+-- because no live worker served their name go back to the front of their queue
+-- once a worker that serves them (on that queue) publishes its set.
 -- KEYS[1] leases zset  KEYS[2] workers zset  KEYS[3] this worker's hash  KEYS[4] task prefix
 -- KEYS[5] task set of this worker (SET)  KEYS[6] servers prefix  KEYS[7] task names zset
--- KEYS[8] task definitions hash
+-- KEYS[8] task definitions hash  KEYS[9] parked prefix (LIST per task name)
+-- KEYS[10] queue prefix  KEYS[11] wake prefix  KEYS[12] unserved zset
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] registry ttl ms  ARGV[4] info (JSON)
 -- ARGV[5] task-set digest ('' : publish no task set)  ARGV[6] number of queues Q
 -- ARGV[7 .. 6+Q] queues served  ARGV[7+Q] number of tasks N
@@ -38,6 +41,36 @@ if digest ~= '' then
       redis.call('ZADD', s, now + ttl, digest)
       redis.call('ZREMRANGEBYSCORE', s, '-inf', now)
       redis.call('PEXPIRE', s, ttl)
+    end
+  end
+  local serves_queue = {}
+  for _, queue in ipairs(queues) do serves_queue[queue] = true end
+  for _, name in ipairs(names) do
+    local p = KEYS[9] .. name
+    if redis.call('LLEN', p) > 0 then
+      local ids = redis.call('LRANGE', p, 0, 999)
+      local back, order, keep = {}, {}, {}
+      for _, id in ipairs(ids) do
+        local f = redis.call('HMGET', KEYS[4] .. id, 'status', 'queue')
+        if f[1] == 'PENDING' and f[2] and serves_queue[f[2]] then
+          if not back[f[2]] then back[f[2]] = {}; order[#order + 1] = f[2] end
+          table.insert(back[f[2]], id)
+          redis.call('HDEL', KEYS[4] .. id, 'unserved_ms')
+          redis.call('ZREM', KEYS[12], id)
+        elseif f[1] == 'PENDING' then
+          keep[#keep + 1] = id  -- on a queue this worker does not serve: still parked
+        end
+        -- anything else (cancelled, expired meanwhile): a stale entry, dropped
+      end
+      redis.call('LTRIM', p, #ids, -1)
+      for i = 1, #keep, 500 do
+        redis.call('RPUSH', p, unpack(keep, i, math.min(i + 499, #keep)))
+      end
+      for _, queue in ipairs(order) do
+        local list = back[queue]
+        for i = #list, 1, -1 do redis.call('LPUSH', KEYS[10] .. queue, list[i]) end
+        wake(KEYS[11] .. queue)
+      end
     end
   end
   redis.call('DEL', KEYS[5])
