@@ -182,6 +182,13 @@ local function not_mine(queue, id, fields)
     end
     return false
   end
+  local since = tonumber(fields[8]) or now
+  if now - since >= grace then
+    redis.call('ZREM', unserved, id)
+    dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. name ..
+      "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+    return true
+  end
   if not fields[8] then
     redis.call('HSET', tp .. id, 'unserved_ms', now)
     redis.call('ZADD', unserved, now, id)

@@ -74,6 +74,7 @@ if digest ~= '' then
     end
   end
   redis.call('DEL', KEYS[5])
+  redis.call('SADD', KEYS[5], '')  -- no task is named '': the set exists even when it serves nothing
   for i = 1, #names, 500 do
     redis.call('SADD', KEYS[5], unpack(names, i, math.min(i + 499, #names)))
   end
