@@ -50,6 +50,9 @@ def test_a_lease_that_cannot_be_renewed_stops_the_attempt_before_it_expires(make
     q = make_queue()
     stopped = threading.Event()
     seen: list[tuple[int, str]] = []
+    #: (lease deadline, server time), read inside the task the moment it is stopped:
+    #: what the server thought at that moment, whatever the test thread's delays.
+    at_stop: list[tuple[float | None, int]] = []
 
     @q.task
     def spin():
@@ -60,6 +63,9 @@ def test_a_lease_that_cannot_be_renewed_stops_the_attempt_before_it_expires(make
             while True:
                 sum(range(100))
         except BaseException:
+            client = q.broker.client
+            seconds, micros = client.time()
+            at_stop.append((client.zscore(q.broker.keys.leases, ctx.id), seconds * 1000 + micros // 1000))
             seen.append((ctx.attempt, ctx.cancel_reason))
             stopped.set()
             raise
@@ -81,10 +87,9 @@ def test_a_lease_that_cannot_be_renewed_stops_the_attempt_before_it_expires(make
         wait_until(lambda: handle.status.value == "RUNNING")
         outage.set()
         assert stopped.wait(5)
-        lease_deadline = q.broker.client.zscore(q.broker.keys.leases, handle.id)
-        server_now = q.broker.client.time()
+        ((lease_deadline, server_now_ms),) = at_stop
         assert lease_deadline is not None  # stopped while the server still held the lease
-        assert lease_deadline > server_now[0] * 1000 + server_now[1] // 1000
+        assert lease_deadline > server_now_ms
         outage.clear()
         assert handle.result(timeout=10) == "second attempt"
     finally:

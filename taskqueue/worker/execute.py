@@ -139,7 +139,9 @@ class Executor:
         attempt.announced = True
         self.events.started(attempt, envelope.options)
         attempt.deadline = attempt.started + timeout
-        self.shared.watch.wake_before(attempt.deadline)  # the watchdog may sleep past this deadline
+        # The watchdog may sleep past this attempt's deadline, or past the moment its lease
+        # must be given up if the heartbeat cannot renew it: wake it for the earlier one.
+        self.shared.watch.wake_before(min(attempt.deadline, attempt.lease_from + self.shared.lease_limit))
 
     def _call(self, slot: Slot, attempt: Attempt, call: Callable[[], Any]) -> Any:
         """The task's own code, marked so the watchdog knows it may interrupt this thread."""
