@@ -28,12 +28,13 @@ from typing import Any
 from taskqueue.broker import EnqueueRequest
 from taskqueue.broker.ports import Producer
 from taskqueue.config import Settings
-from taskqueue.errors import PayloadTooLarge
+from taskqueue.errors import PayloadTooLarge, TaskNotFound
 from taskqueue.fields import check_fields
 from taskqueue.handle import TaskHandle
 from taskqueue.hooks import Hooks, TaskEvent
 from taskqueue.identifiers import MAX_TASK_ID, check_queue, valid_task_id
 from taskqueue.registry import TaskDefinition, TaskRegistry
+from taskqueue.retry import RetryPolicy
 from taskqueue.serialization import MAX_HEADERS, Envelope, Signer, encode, header_problem, options_problem
 from taskqueue.task import Signature, Task, TaskFunction
 
@@ -66,6 +67,18 @@ def eta_ms(eta: datetime | None) -> int:
             "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
         )
     return max(1, int(eta.timestamp() * 1000))
+
+
+def published_definition(name: str, queue: str, max_retries: int) -> TaskDefinition:
+    """A task this process knows only from what live workers published of it (the task
+    registry in Redis), as a definition that a ``TaskSender`` writes exactly as the task's
+    own code would be written: its name, default queue and retries. Its code is elsewhere,
+    so it never runs here (``taskqueue enqueue NAME`` without ``--app``)."""
+
+    def elsewhere(*args: Any, **kwargs: Any) -> Any:
+        raise TaskNotFound(f"task {name!r} runs in the workers that serve it, not in this process")
+
+    return TaskDefinition(name, elsewhere, queue=queue, retry=RetryPolicy(max_retries=max_retries))
 
 
 #: What one item asks for, before it is encoded: definition, args, kwargs, options, queue,
@@ -259,4 +272,4 @@ class TaskSender:
         return [TaskHandle(self.producer, r.id, r.name) for r in requests]
 
 
-__all__ = ["Sendable", "TaskSender", "eta_ms", "seconds"]
+__all__ = ["Sendable", "TaskSender", "eta_ms", "published_definition", "seconds"]

@@ -9,6 +9,7 @@ here; it can never name an arbitrary import path.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import os
@@ -70,14 +71,46 @@ class TaskDefinition:
 
     def published(self) -> dict[str, Any]:
         """What workers publish of this task in the registry in Redis (``taskqueue tasks``,
-        enqueueing by name without the code): its default queue and parameter names."""
-        if self.kind == "class":
-            fields = getattr(self.target, "__dataclass_fields__", {})
-            params = [n for n, f in fields.items() if getattr(f, "init", True)]
+        enqueueing by name without the code): its default queue, retries and parameters.
+
+        Parameters are in Python's notation (``x``, ``y=...`` for one with a default, ``/``,
+        ``*``, ``*args``, ``**kwargs``; a class task's fields are keyword-only), so a process
+        without the code can refuse a call that cannot fit; default values are not published."""
+        if self.kind == "class":  # a Task's fields are named, never positional
+            fields = [f for f in getattr(self.target, "__dataclass_fields__", {}).values() if f.init]
+            params = ["*"] if fields else []
+            params += [f.name if _required(f) else f"{f.name}=..." for f in fields]
         else:
             signature = _signature(self.target)
-            params = list(signature.parameters) if signature is not None else []
-        return {"queue": self.queue, "params": params, "kind": self.kind}
+            params = _notation(signature) if signature is not None else ["*args", "**kwargs"]
+        return {
+            "queue": self.queue,
+            "params": params,
+            "kind": self.kind,
+            "max_retries": self.retry.max_retries,
+        }
+
+
+def _required(f: dataclasses.Field[Any]) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+class _Elided:
+    """Stands for a default value, which is not published."""
+
+    def __repr__(self) -> str:
+        return "..."
+
+
+def _notation(signature: inspect.Signature) -> list[str]:
+    """``(x, y=0, *, z: int)`` -> ``["x", "y=...", "*", "z"]``: names, kinds and which have defaults."""
+    empty = inspect.Parameter.empty
+    bare = [
+        p.replace(annotation=empty, default=empty if p.default is empty else _Elided())
+        for p in signature.parameters.values()
+    ]
+    text = str(inspect.Signature(bare))[1:-1]
+    return text.split(", ") if text else []
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,18 +21,27 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from taskqueue import Signature, TaskFailed, TaskQueue, current_task
+from taskqueue import Signature, Task, TaskFailed, TaskQueue, TaskRegistry, current_task
 from taskqueue.cli import cli
+from taskqueue.task import definition_of
 
-from .conftest import wait_until
+from .conftest import make_settings, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 APP = """
 import time
-from taskqueue import TaskQueue, TaskRegistry, current_task
+from taskqueue import Task, TaskQueue, TaskRegistry, current_task
 
 q = TaskQueue.from_settings(registry=TaskRegistry())
+
+
+class Greet(Task, registry=q.registry):
+    name = "greet"
+    text: str
+
+    def execute(self):
+        return "hello " + self.text
 
 
 @q.task(name="add")
@@ -122,7 +132,19 @@ def test_status_shows_queues_workers_and_dead_letters(producer: TaskQueue, redis
     assert (queues["low"]["pending"], queues["low"]["paused"]) == (2, True)
     assert (queues["default"]["dead"], queues["default"]["failed"]) == (1, 1)
     assert [w["threads"] for w in data["workers"]] == [2]
-    assert data["totals"] == {"pending": 2, "dead": 1, "workers": 1, "threads": 2}
+    totals = data["totals"]
+    assert set(totals) == {
+        "pending",
+        "scheduled",
+        "running",
+        "prefetched",
+        "unserved",
+        "dead",
+        "workers",
+        "threads",
+    }
+    assert (totals["pending"], totals["dead"], totals["workers"], totals["threads"]) == (2, 1, 1, 2)
+    assert totals["unserved"] == 0 and data["unserved"]["count"] == 0
 
     table = run("status", "--url", redis_url)
     assert table.exit_code == 0
@@ -156,8 +178,9 @@ def test_status_lists_periodic_tasks(queue: TaskQueue, redis_url: str) -> None:
     lines = run("status", "--url", redis_url).output.splitlines()
     row = lines[lines.index("PERIODIC: 1") + 2]
     local = due.astimezone().strftime("%m-%d %H:%M:%S")
-    assert row == f"reports.nightly-digest-for-ev~  low       cron '0 3 * * *' UTC    {local}"
-    assert max(len(line) for line in lines) <= 80
+    # the name is not cut (under 40 characters): the row is longer than 80 columns instead
+    assert row == f"reports.nightly-digest-for-every-team  low       {local}  cron '0 3 * * *' UTC"
+    assert max(len(line) for line in lines if line != row) <= 80
 
 
 def test_unreachable_redis_is_one_line_with_the_password_masked() -> None:
@@ -251,6 +274,7 @@ def test_enqueue_sends_by_name_and_waits_for_the_result(app: str, producer: Task
         (["nope"], "Error: no task named 'nope' is registered by"),
         (["add", "--args", "[1]"], "Error: arguments do not fit add(x, y): missing a required argument: 'y'"),
         (["add", "--args", "[1, 2]", "--queue", "nope"], "Error: --queue: unknown queue 'nope'"),
+        (["greet", "--kwargs", '{"text": 5}'], "Error: Greet.text: expected str, got int"),
     ],
 )
 def test_enqueue_usage_errors_are_one_line_with_exit_2(
@@ -262,10 +286,19 @@ def test_enqueue_usage_errors_are_one_line_with_exit_2(
     assert producer.pending() == {"high": 0, "default": 0, "low": 0}
 
 
-def test_enqueue_needs_app() -> None:
-    result = run("enqueue", "add")
-    assert result.exit_code == 2
-    assert "Missing option '--app'" in result.stderr
+def test_enqueue_with_app_works_offline_and_uses_the_apps_tasks(app: str, queue: TaskQueue) -> None:
+    """--app needs no live worker; and it sends only what the app registers, whatever Redis serves."""
+    assert queue.broker.served_tasks() == {}
+    result = run("enqueue", "add", "--app", app, "--args", "[1, 2]")
+    assert result.exit_code == 0, result.output
+    assert queue.get(result.output.strip()).status == "PENDING"
+
+    queue.task(name="served.elsewhere")(lambda: None)
+    queue.start_workers(1)
+    wait_until(lambda: "served.elsewhere" in queue.broker.served_tasks())
+    refused = run("enqueue", "served.elsewhere", "--app", app)
+    assert refused.exit_code == 2
+    assert error_line(refused).startswith("Error: no task named 'served.elsewhere' is registered by")
 
 
 @pytest.mark.parametrize(
@@ -303,6 +336,202 @@ def test_bad_app_is_one_line_with_exit_2(
 def test_app_module_without_attribute_finds_its_only_queue(app: str, producer: TaskQueue) -> None:
     result = run("enqueue", "add", "--app", app.split(":")[0], "--args", "[1, 1]")
     assert result.exit_code == 0, result.output
+
+
+# -- the task registry in Redis: tasks, and enqueue without --app --------------------------------
+def _ghost(redis_url: str) -> str:
+    """Send a task that no worker of the test serves, from a queue that knows it; its id."""
+    with TaskQueue(redis_url, settings=make_settings(), registry=TaskRegistry()) as other:
+        other.task(name="ghost.task")(lambda: None)
+        return other.enqueue(Signature("ghost.task")).id
+
+
+LONG_NAME = "reports.monthly.build_the_summary_for_me"  # 40 characters: never cut
+
+
+class Resize(Task, registry=TaskRegistry()):
+    """A class task: its fields are named, never positional."""
+
+    name = "images.resize"
+    path: str
+    size: int = 100
+
+    def execute(self) -> str:
+        return f"{self.path}@{self.size}"
+
+
+def test_tasks_lists_what_live_workers_serve_and_what_waits_unserved(
+    queue: TaskQueue, redis_url: str
+) -> None:
+    assert run("tasks", "--url", redis_url).output == (
+        "no live worker has published its tasks: start one with `taskqueue worker --app ...`\n"
+    )
+    assert json.loads(run("tasks", "--url", redis_url, "--json").output) == []
+
+    queue.task(name="maths.add")(lambda x, y: x + y)
+    queue.task(name=LONG_NAME, queue="low", max_retries=5)(lambda day, *, fmt="pdf": day)
+    queue.registry.register(definition_of(Resize))
+    queue.start_workers(1)
+    wait_until(lambda: len(queue.broker.served_tasks()) == 3)
+    listed = json.loads(run("tasks", "--url", redis_url, "--json").output)
+    assert listed == [
+        {"name": "images.resize", "queue": "default", "params": ["*", "path", "size=..."], "max_retries": 3},
+        {"name": "maths.add", "queue": "default", "params": ["x", "y"], "max_retries": 3},
+        {"name": LONG_NAME, "queue": "low", "params": ["day", "*", "fmt=..."], "max_retries": 5},
+    ]
+    text = run("tasks", "--url", redis_url).output.splitlines()
+    assert text[0].split() == ["TASK", "QUEUE", "PARAMETERS"]
+    assert text[3].startswith(f"{LONG_NAME}  low      day, *, fmt=...")
+    assert not any("UNSERVED" in line for line in text)
+
+    ghost = _ghost(redis_url)
+    wait_until(lambda: queue.broker.unserved().count == 1)  # the worker's fetch left it in place
+    text = run("tasks", "--url", redis_url).output
+    assert "UNSERVED: 1 task(s) wait because no live worker serves their name;" in text
+    assert f"  {ghost}  waiting " in text and "(300 s) they are dead-lettered as unknown-task" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert queue.get(ghost).status == "PENDING"
+
+
+def test_enqueue_by_name_without_app_runs_on_a_live_worker(queue: TaskQueue, redis_url: str) -> None:
+    queue.task(name="maths.mul", queue="low", max_retries=7)(lambda x, y=2: x * y)
+    queue.registry.register(definition_of(Resize))
+    queue.start_workers(1)
+    wait_until(lambda: "maths.mul" in queue.broker.served_tasks())
+
+    result = run("enqueue", "maths.mul", "--url", redis_url, "--args", "[21]", "--wait", "10", "--json")
+    assert result.exit_code == 0, result.output
+    sent = json.loads(result.output)
+    assert (sent["result"], sent["queue"], sent["status"]) == (42, "low", "SUCCEEDED")  # its default queue
+    record = queue.get(sent["id"]).record()
+    assert (record.name, record.queue, record.max_retries) == ("maths.mul", "low", 7)  # as its code sends it
+
+    result = run(
+        "enqueue", "maths.mul", "--url", redis_url, "--kwargs", '{"x": 3, "y": 3}', "--queue", "high"
+    )
+    assert result.exit_code == 0, result.output
+    handle = queue.get(result.output.strip())
+    assert handle.result(timeout=10) == 9 and handle.record().queue == "high"
+
+    resized = run(
+        "enqueue", "images.resize", "--url", redis_url, "--kwargs", '{"path": "a.png"}', "--wait", "10"
+    )
+    assert resized.exit_code == 0, resized.output
+    assert resized.output.split()[1] == '"a.png@100"'
+
+    later = run("enqueue", "maths.mul", "--url", redis_url, "--args", "[1]", "--delay", "60")
+    assert queue.get(later.output.strip()).status == "SCHEDULED"
+    assert _status(redis_url)["totals"]["scheduled"] == 1
+    assert "SCHEDULED: 1 task(s), delayed or waiting to retry" in run("status", "--url", redis_url).output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["maths.mull"], "Error: no live worker serves a task named 'maths.mull'; did you mean 'maths.mul'?"),
+        (["mul"], "Error: no live worker serves a task named 'mul'; did you mean 'maths.mul'?"),
+        (["zzz"], "Error: no live worker serves a task named 'zzz'; live workers serve 2 other task(s)"),
+        (["maths.mul", "--args", "[1, 2, 3]"], "Error: arguments do not fit maths.mul(x, y=...): too many"),
+        (["maths.mul", "--kwargs", '{"z": 1}'], "Error: arguments do not fit maths.mul(x, y=...): "),
+        (["maths.mul"], "Error: arguments do not fit maths.mul(x, y=...): missing a required argument: 'x'"),
+        (["images.resize", "--args", '["a.png"]'], "Error: arguments do not fit images.resize(*, path"),
+        (["maths.mul", "--args", "[1]", "--queue", "nope"], "Error: --queue: unknown queue 'nope'"),
+    ],
+)
+def test_enqueue_by_name_refuses_what_no_live_worker_can_run(
+    queue: TaskQueue, redis_url: str, args: list[str], message: str
+) -> None:
+    queue.task(name="maths.mul")(lambda x, y=2: x * y)
+    queue.registry.register(definition_of(Resize))
+    queue.start_workers(1)
+    wait_until(lambda: len(queue.broker.served_tasks()) == 2)
+    result = run("enqueue", *args, "--url", redis_url)
+    assert result.exit_code == 2
+    assert error_line(result).startswith(message)
+    assert queue.pending() == {"high": 0, "default": 0, "low": 0}
+
+
+def test_enqueue_by_name_with_no_live_worker_says_how_to_start_one(queue: TaskQueue, redis_url: str) -> None:
+    result = run("enqueue", "add", "--url", redis_url, "--args", "[1, 2]")
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        "Error: no live worker serves a task named 'add': no live worker has published its tasks: "
+        "start one with `taskqueue worker --app ...` (or send it with --app)"
+    )
+
+
+def _status(redis_url: str) -> dict[str, Any]:
+    result = run("status", "--url", redis_url, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_status_counts_running_tasks_apart_from_prefetched_ones(make_queue, redis_url: str) -> None:
+    # One thread that, after a quick task, leases 1 + 3 at a time and keeps them behind a slow one;
+    # heartbeats 30 s apart, so what status shows comes from the state publisher.
+    q = make_queue(workers={"prefetch": 3, "prefetch_window": 60, "heartbeat_interval": 30})
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> str:
+        started.set()
+        release.wait(20)
+        return "held"
+
+    q.task(name=LONG_NAME)(hold)
+    quick = q.task(name="quick")(lambda i: i)
+    q.start_workers(1)
+    assert quick.delay(0).result(timeout=10) == 0  # the thread learns tasks are quick
+    first, *rest = q.enqueue_many([Signature(LONG_NAME)] + [quick.s(i) for i in range(3)])
+    assert started.wait(10)
+    data = wait_until(lambda: (d := _status(redis_url))["running"] and d)
+    assert (data["totals"]["running"], data["totals"]["prefetched"]) == (1, 3)
+    (running,) = data["running"]
+    assert (running["task"], running["task_id"]) == (LONG_NAME, first.id)
+    assert data["workers"][0]["busy"] == 1
+    # how long it has run is counted from its start, not from the (single) publication
+    wait_until(lambda: _status(redis_url)["running"][0]["running_s"] >= 0.5)
+
+    lines = run("status", "--url", redis_url).output.splitlines()
+    assert "RUNNING: 1 task(s); prefetched (leased, not started): 3" in lines
+    row = lines[lines.index("RUNNING: 1 task(s); prefetched (leased, not started): 3") + 2]
+    assert row.startswith(first.id) and row.endswith("  " + LONG_NAME)
+    assert [h.status for h in rest] == ["PENDING"] * 3
+
+    release.set()
+    assert [h.result(timeout=10) for h in rest] == [0, 1, 2]
+    idle = wait_until(lambda: (d := _status(redis_url))["totals"]["running"] == 0 and d)
+    assert (idle["totals"]["prefetched"], idle["running"], idle["workers"][0]["busy"]) == (0, [], 0)
+
+
+def test_status_is_as_fresh_as_the_threads_not_as_the_heartbeat(make_queue, redis_url: str) -> None:
+    q = make_queue(workers={"heartbeat_interval": 30})
+    started, release = threading.Event(), threading.Event()
+
+    def brief() -> None:
+        started.set()
+        release.wait(10)
+
+    q.task(name="brief")(brief)
+    q.start_workers(1)
+    handle = q.enqueue(Signature("brief"))
+    assert started.wait(10)
+    q.task(name="another")(lambda: None)  # a new task: the heartbeat publishes at once, "brief" running
+    release.set()  # ...which ends before the state publisher ever saw it run
+    handle.result(timeout=10)
+    # Not 30 s later (the next heartbeat): the publisher corrects what the heartbeat published.
+    wait_until(lambda: _status(redis_url)["totals"]["running"] == 0, timeout=5)
+
+
+def test_status_shows_unserved_tasks_with_a_hint(queue: TaskQueue, redis_url: str) -> None:
+    queue.task(name="maths.add")(lambda x, y: x + y)
+    queue.start_workers(1)
+    ghost = _ghost(redis_url)
+    data = wait_until(lambda: (d := _status(redis_url))["unserved"]["count"] == 1 and d)
+    assert data["totals"]["unserved"] == 1 and data["unserved"]["oldest"][0]["id"] == ghost
+    lines = run("status", "--url", redis_url).output.splitlines()
+    assert "UNSERVED: 1 task(s) wait because no live worker serves their name;" in lines
+    assert any(line.startswith("hint: start a worker that defines them") for line in lines)
+    assert max(len(line) for line in lines) <= 80
 
 
 # -- dead letters and purge ---------------------------------------------------------------
@@ -351,7 +580,7 @@ def test_purge_queue(producer: TaskQueue, redis_url: str) -> None:
 
 
 # -- help and demo ---------------------------------------------------------------------------
-@pytest.mark.parametrize("command", ["worker", "status", "enqueue", "dead", "purge", "demo"])
+@pytest.mark.parametrize("command", ["worker", "status", "tasks", "enqueue", "dead", "purge", "demo"])
 def test_every_command_explains_its_options(command: str) -> None:
     result = run(command, "--help")
     assert result.exit_code == 0
@@ -407,7 +636,7 @@ def test_worker_stops_gracefully_on_sigterm_and_nothing_is_lost(
     ids = [h.id for h in handles]
     proc, banner = start_worker(app, tmp_path, "--url", redis_url, "--workers", "3")
     assert "threads    3" in banner and "queues     high (10), default (5), low (1)" in banner
-    assert "tasks      4: add, boom, slow, sticky" in banner
+    assert "tasks      5: add, boom, greet, slow, sticky" in banner
 
     wait_until(lambda: list(statuses(producer, ids).values()).count("SUCCEEDED") >= 3)
     proc.send_signal(signal.SIGTERM)

@@ -23,10 +23,13 @@ class ServedTask:
     name: str
     #: the task's default queue
     queue: str
-    #: its parameter names, in order (a class task's fields)
+    #: its parameters in Python's notation, in order: ``x``, ``y=...`` (has a default),
+    #: ``/``, ``*``, ``*args``, ``**kwargs`` (see ``TaskDefinition.published``)
     params: tuple[str, ...]
     #: until when (ms, server clock) some worker's heartbeat vouches for it
     until_ms: int
+    #: its retries, which a producer without the code stores with the task (None: not published)
+    max_retries: int | None = None
 
     @classmethod
     def from_doc(cls, name: str, doc: bytes | str | None, until_ms: int) -> ServedTask:
@@ -41,6 +44,7 @@ class ServedTask:
             queue=str(meta.get("queue") or ""),
             params=tuple(str(p) for p in params) if isinstance(params, list) else (),
             until_ms=until_ms,
+            max_retries=retries if isinstance(retries := meta.get("max_retries"), int) else None,
         )
 
 

@@ -1,9 +1,9 @@
 """The ``taskqueue`` command line (click): run workers, inspect and administer queues.
 
-One module per command (``worker``, ``status``, ``enqueue``, ``dead`` with
-``purge``, ``demo``), each adding itself to the group of ``group``, which also
-holds the exit codes and the shared options; ``app`` finds the queue a
-command works on.
+One module per command (``worker``, ``status``, ``tasks``, ``enqueue``,
+``dead`` with ``purge``, ``demo``), each adding itself to the group of
+``group``, which also holds the exit codes and the shared options; ``app``
+finds the queue a command works on; ``tables`` lays out their text tables.
 
 Exit codes: 0 ok, 1 runtime failure (Redis unreachable, a task failed...),
 2 usage or configuration error. Expected errors are one line on stderr,
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import click
 
-from taskqueue.cli import dead, demo, enqueue, status, worker  # noqa: F401 - each adds its command
+from taskqueue.cli import dead, demo, enqueue, status, tasks, worker  # noqa: F401 - each adds its command
 from taskqueue.cli.app import import_app, open_queue, ready
 from taskqueue.cli.group import (
     EXIT_FAILURE,
@@ -35,7 +35,8 @@ from taskqueue.cli.group import (
     url_option,
     yes_option,
 )
-from taskqueue.cli.status import gather_status, render_status, status_report, table
+from taskqueue.cli.status import gather_status, render_status, status_report
+from taskqueue.cli.tables import table
 from taskqueue.cli.worker import configure_logging, run_worker, worker_options
 
 

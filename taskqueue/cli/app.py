@@ -23,6 +23,7 @@ from taskqueue.cli.group import Failure, Options, UsageFailure
 from taskqueue.config import load_settings
 from taskqueue.errors import BrokerError, ConfigurationError
 from taskqueue.queue import TaskQueue
+from taskqueue.registry import TaskRegistry
 from taskqueue.urls import mask_url
 
 if TYPE_CHECKING:
@@ -135,12 +136,18 @@ def ready(q: TaskQueue) -> TaskQueue:
     return q
 
 
-def open_queue(ctx: click.Context, app: str | None, url: str | None) -> TaskQueue:
-    """The queue a command works on (closed when the command ends), checked to answer."""
+def open_queue(
+    ctx: click.Context, app: str | None, url: str | None, registry: TaskRegistry | None = None
+) -> TaskQueue:
+    """The queue a command works on (closed when the command ends), checked to answer.
+
+    Without ``app`` it is built from the settings, with ``registry`` (default: the
+    process-wide one) as its tasks."""
     options: Options = ctx.find_object(Options) or Options(None, None)
     if app:
         q = import_app(app, options, url)
     else:
-        q = TaskQueue(url or None, settings=load_settings(options.settings_path, options.env))
+        settings = load_settings(options.settings_path, options.env)
+        q = TaskQueue(url or None, settings=settings, registry=registry)
     ctx.call_on_close(q.close)
     return ready(q)

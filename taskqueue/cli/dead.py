@@ -25,7 +25,7 @@ from taskqueue.cli.group import (
     url_option,
     yes_option,
 )
-from taskqueue.cli.status import cut, table
+from taskqueue.cli.tables import cut, name_width, table
 
 #: A ``DeadLetter``: its fields are slots filled from keyword arguments, which a type checker
 #: cannot see, so they are read as Any here.
@@ -52,11 +52,12 @@ def _print_one(d: Letter) -> None:
 
 
 def _print_table(letters: Sequence[Letter]) -> None:
-    """One row per dead task, its reason on the line below, within 80 columns."""
+    """One row per dead task, its reason on the line below; 80 columns unless a name needs more."""
+    others = [32, 8, 5, 11]
     lines = table(
-        ["ID", "NAME", "QUEUE", "TRIES", "DIED"],
-        [[d.id, d.name, d.queue, d.attempts, _when(d.died_ms)[5:16]] for d in letters],
-        [32, 16, 8, 5, 11],
+        ["ID", "QUEUE", "TRIES", "DIED", "TASK"],
+        [[d.id, d.queue, d.attempts, _when(d.died_ms)[5:16], d.name] for d in letters],
+        [*others, name_width((d.name for d in letters), "TASK", others)],
     ).splitlines()
     click.echo(lines[0])
     for line, d in zip(lines[1:], letters, strict=True):

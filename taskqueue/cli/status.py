@@ -1,4 +1,5 @@
-"""``taskqueue status``: queues, live workers, periodic tasks and dead letters, as tables or JSON.
+"""``taskqueue status``: queues, live workers and what their threads run, unserved tasks,
+periodic tasks and dead letters, as tables or JSON.
 
 The report is plain data read through the broker's ``Inspection`` port, so
 ``flask taskqueue status`` and the demo print the same thing.
@@ -18,12 +19,15 @@ import click
 from taskqueue import __version__
 from taskqueue.cli.app import open_queue
 from taskqueue.cli.group import app_option, cli, json_option, url_option
+from taskqueue.cli.tables import ago, cut, name_width, table
+from taskqueue.cli.tasks import unserved_lines, unserved_report
 from taskqueue.config import Settings
 from taskqueue.queue import TaskQueue
 from taskqueue.urls import mask_url
 
 if TYPE_CHECKING:
     from taskqueue.broker.ports import Inspection
+    from taskqueue.broker.records import MetricsReading
     from taskqueue.periodic import PeriodicTask
 
 
@@ -36,18 +40,42 @@ def gather_status(q: TaskQueue) -> dict[str, Any]:
 def status_report(
     inspection: Inspection, settings: Settings, url: str, periodic: Sequence[PeriodicTask]
 ) -> dict[str, Any]:
-    """The status of one namespace: what Redis holds, and the periodic tasks given."""
+    """The status of one namespace: what Redis holds, and the periodic tasks given.
+
+    "running" counts the threads whose task's code runs, as live workers
+    publish them; a leased task that waits in a worker's prefetch buffer is
+    "prefetched" (leases minus running), not running.
+    """
     names = settings.queues_by_priority()
-    queues = _queue_rows(inspection, settings, names)
-    workers = _worker_rows(inspection.live_workers())
+    reading = inspection.read_metrics(names)
+    queues = _queue_rows(reading, settings, names)
+    workers = _worker_rows(reading.workers, time.time())
+    running = sorted(
+        (
+            {**slot, "worker": w["id"], "pid": w["pid"]}
+            for w in workers
+            for slot in w["slots"]
+            if slot["task_id"]
+        ),
+        key=lambda r: -(r["running_s"] or 0),
+    )
+    busy = sum(w["busy"] for w in workers)
+    grace = settings.workers.unknown_task_grace
+    unserved = unserved_report(inspection.unserved(limit=3), reading.now_ms, grace)
     return {
         "url": mask_url(url),
         "namespace": settings.redis.namespace,
         "queues": queues,
         "workers": workers,
+        "running": running,
+        "unserved": unserved,
         "periodic": [dataclasses.asdict(p) for p in periodic],
         "totals": {
             "pending": sum(q["pending"] for q in queues),
+            "scheduled": reading.scheduled,
+            "running": busy,
+            "prefetched": max(0, reading.running - busy),
+            "unserved": unserved["count"],
             "dead": sum(q["dead"] for q in queues),
             "workers": len(workers),
             "threads": sum(int(w["threads"] or 0) for w in workers),
@@ -55,82 +83,65 @@ def status_report(
     }
 
 
-def _queue_rows(inspection: Inspection, settings: Settings, names: list[str]) -> list[dict[str, Any]]:
-    pending = inspection.queue_lengths(names)
-    dead = inspection.dead_count(names)
-    stats = inspection.stats(names)
-    paused = inspection.paused_queues()
+def _queue_rows(reading: MetricsReading, settings: Settings, names: list[str]) -> list[dict[str, Any]]:
     return [
         {
             "name": name,
             "priority": settings.queues[name],
-            "pending": int(pending.get(name, 0)),
-            "dead": int(dead.get(name, 0)),
-            "processed": stats.get(name, {}).get("processed", 0),
-            "failed": stats.get(name, {}).get("failed", 0),
-            "retried": stats.get(name, {}).get("retried", 0),
-            "paused": name in paused,
+            "pending": int(reading.pending.get(name, 0)),
+            "dead": int(reading.dead_letters.get(name, 0)),
+            "processed": reading.stats.get(name, {}).get("processed", 0),
+            "failed": reading.stats.get(name, {}).get("failed", 0),
+            "retried": reading.stats.get(name, {}).get("retried", 0),
+            "paused": name in reading.paused,
         }
         for name in names
     ]
 
 
-def _worker_rows(live: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    now = time.time()
+def _worker_rows(live: Mapping[str, Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
     rows = []
     for worker_id, info in sorted(live.items()):
         started = info.get("started_at")
+        slots = [_slot(s, now) for s in info.get("slots") or [] if isinstance(s, dict)]
         rows.append(
             {
                 "id": worker_id,
                 "host": info.get("host", ""),
                 "pid": info.get("pid"),
                 "threads": info.get("threads", 0),
-                "busy": info.get("busy", 0),
+                # busy threads are those running a task's code; a worker that publishes no
+                # slots (another version) is taken at its word
+                "busy": sum(1 for s in slots if s["task_id"]) if "slots" in info else info.get("busy", 0),
                 "queues": info.get("queues", []),
                 "started_at": started,
                 "uptime_s": round(now - started, 1) if started else None,
                 "heartbeat_ms": info.get("heartbeat_ms"),
+                "slots": slots,
             }
         )
     return rows
 
 
+def _slot(published: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """One thread's state; how long its task has run is counted from when it started
+    (``since``), so it is current however long ago the worker published it."""
+    since, running_s = published.get("since"), published.get("running_s")
+    if isinstance(since, (int, float)):
+        running_s = round(max(0.0, now - since), 1)
+    return {
+        "thread": str(published.get("thread") or ""),
+        "task": published.get("task"),
+        "task_id": published.get("task_id"),
+        "running_s": running_s,
+    }
+
+
 # -- text tables ---------------------------------------------------------------------------
-def cut(value: Any, width: int) -> str:
-    """``value`` as text of at most ``width`` characters; a longer one ends in '~'."""
-    text = "" if value is None else str(value)
-    return text if len(text) <= width else text[: max(1, width - 1)] + "~"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], widths: Sequence[int]) -> str:
-    """Fixed-width columns (numbers right-aligned); cells over their width end in '~'."""
-    numeric = [bool(rows) and isinstance(rows[0][i], (int, float)) for i in range(len(headers))]
-    lines = []
-    for row in [headers, *rows]:
-        cells = []
-        for i, (value, width) in enumerate(zip(row, widths, strict=True)):
-            text = cut(value, width)
-            cells.append(text.rjust(width) if numeric[i] else text.ljust(width))
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
 def _moment(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone().strftime("%m-%d %H:%M:%S")
     return "-" if value is None else str(value)
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def _queues_table(queues: list[dict[str, Any]]) -> str:
@@ -157,7 +168,7 @@ def _workers_table(workers: list[dict[str, Any]]) -> str:
             w["pid"],
             w["threads"],
             w["busy"],
-            _ago(w["uptime_s"]),
+            ago(w["uptime_s"]),
             ",".join(w["queues"]),
             w["id"].rsplit(":", 1)[-1],
         ]
@@ -166,25 +177,51 @@ def _workers_table(workers: list[dict[str, Any]]) -> str:
     return table(["HOST", "PID", "THREADS", "BUSY", "UP", "QUEUES", "ID"], rows, [16, 7, 7, 4, 5, 18, 8])
 
 
+def _running_table(running: list[dict[str, Any]]) -> str:
+    """What each busy thread runs, for how long, where (pid/thread); the task name last,
+    as in ``taskqueue dead list``, so only a long name makes a line longer than 80."""
+    rows = [
+        [r["task_id"], ago(r["running_s"]), f"{r['pid']}/{r['thread'].rsplit('-', 1)[-1]}", r["task"] or "?"]
+        for r in running
+    ]
+    others = [32, 5, 10]
+    name_w = name_width((row[3] for row in rows), "TASK", others)
+    return table(["TASK ID", "FOR", "PID/THREAD", "TASK"], rows, [*others, name_w])
+
+
 def _periodic_table(periodic: list[dict[str, Any]]) -> str:
     rows = [
-        [p.get("name", ""), p.get("queue", ""), p.get("schedule", ""), _moment(p.get("next_run"))]
+        [p.get("name", ""), p.get("queue", ""), _moment(p.get("next_run")), p.get("schedule", "")]
         for p in periodic
     ]
-    return table(["NAME", "QUEUE", "SCHEDULE", "NEXT RUN"], rows, [30, 8, 22, 14])
+    others = [8, 14, 40]
+    name_w = name_width((row[0] for row in rows), "NAME", others)
+    return table(["NAME", "QUEUE", "NEXT RUN", "SCHEDULE"], rows, [name_w, *others])
 
 
 def render_status(data: dict[str, Any]) -> str:
-    """The status as text tables that fit in 80 columns."""
+    """The status as text tables (80 columns unless a task name needs more)."""
+    totals = data["totals"]
     out = [cut(f"taskqueue {__version__}  {data['url']}  namespace {data['namespace']}", 80), ""]
     out.append(_queues_table(data["queues"]))
+    if totals["scheduled"]:
+        out.append(f"SCHEDULED: {totals['scheduled']} task(s), delayed or waiting to retry")
     workers = data["workers"]
-    out += ["", f"WORKERS: {len(workers)} process(es), {data['totals']['threads']} thread(s)"]
+    out += ["", f"WORKERS: {len(workers)} process(es), {totals['threads']} thread(s)"]
     if workers:
         out.append(_workers_table(workers))
+    out += [
+        "",
+        f"RUNNING: {totals['running']} task(s); prefetched (leased, not started): {totals['prefetched']}",
+    ]
+    if data["running"]:
+        out.append(_running_table(data["running"]))
+    unserved = unserved_lines(data["unserved"])
+    if unserved:
+        out += ["", *unserved]
     if data["periodic"]:
         out += ["", f"PERIODIC: {len(data['periodic'])}", _periodic_table(data["periodic"])]
-    total_dead = data["totals"]["dead"]
+    total_dead = totals["dead"]
     out += ["", f"DEAD LETTERS: {total_dead}" + ("  (taskqueue dead list)" if total_dead else "")]
     return "\n".join(out)
 
@@ -195,6 +232,6 @@ def render_status(data: dict[str, Any]) -> str:
 @json_option
 @click.pass_context
 def status(ctx: click.Context, app: str | None, url: str | None, as_json: bool) -> None:
-    """Show queues (pending, dead, counters), live workers, periodic tasks and dead letters."""
+    """Show queues, live workers and what their threads run, unserved, periodic and dead tasks."""
     data = gather_status(open_queue(ctx, app, url))
     click.echo(json.dumps(data, indent=2, default=str) if as_json else render_status(data))

@@ -69,8 +69,9 @@ class WorkerPool:
         self._recorder = FailureRecorder(self._shared, events)
         self._executor = Executor(self._shared, registry, signer or Signer(()), events, self._recorder)
         self._watchdog = Watchdog(self._shared, self._recorder, self._live_slots, self._abandon_slot)
-        self._heartbeat = Heartbeat(self._shared, self._describe, self._watchdog.lose_lease, self._taskset)
         self._publisher = StatePublisher(self._shared, self._live_slots, self._describe)
+        beat_info = self._publisher.described
+        self._heartbeat = Heartbeat(self._shared, beat_info, self._watchdog.lose_lease, self._taskset)
         self._published_set: tuple[int, TaskSet] | None = None
         self._shared.republish = self._registry_changed
         self._events = events

@@ -34,7 +34,8 @@ class StatePublisher:
         self.shared = shared
         self._slots = slots
         self._describe = describe
-        self._published: tuple[tuple[int, str | None], ...] = ()
+        #: The thread states last published here; None once the heartbeat published its own.
+        self._published: tuple[tuple[int, str | None], ...] | None = ()
 
     def once(self) -> bool:
         """Mark tasks that have run long enough, publish thread states if they changed.
@@ -58,6 +59,16 @@ class StatePublisher:
                 attempt.marked = True
             self._published = states
         return bool(running)
+
+    def described(self) -> dict[str, Any]:
+        """What the heartbeat publishes. Its thread states may be gone a moment later (a
+        quick task ends), so they count as unknown here: the next look publishes the
+        threads' states, instead of leaving the heartbeat's for a whole interval."""
+        info = self._describe()
+        self._published = None
+        if any(slot.get("task_id") for slot in info.get("slots", ())):
+            self.shared.activity.set()  # the publisher looks again after status_delay
+        return info
 
     def loop(self) -> None:
         shared = self.shared
