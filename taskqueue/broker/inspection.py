@@ -123,7 +123,7 @@ class RedisInspection(RedisCore, Inspection):
     def _purge(self, key: str, kind: str) -> int:
         """Delete the tasks listed in ``key`` (a queue "list" or a dead-letter "zset"), in batches."""
         k = self.keys
-        keys = [key, k.task_prefix, k.history_prefix, k.done_prefix]
+        keys = [key, k.task_prefix, k.history_prefix, k.done_prefix, k.unserved]
         total = 0
         while True:
             n = int(self.producer_call("purging", lambda: self._run("purge", keys, [_PURGE_BATCH, kind])))
