@@ -96,6 +96,12 @@ def short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def unserved_html(count: int) -> str:
+    """The figure shown wherever tasks wait because no live worker serves their name
+    (``health`` says what to do about them)."""
+    return f'<span class="tq-err">{esc(count)} (no live worker serves their task name)</span>'
+
+
 def unavailable(what: str, exc: Exception) -> str:
     return f'{STYLE}<div class="tq-err">{esc(what)}: {esc(exc)}</div>'
 
@@ -125,9 +131,12 @@ def queue_html(inspection: Inspection, settings: Settings, url: str, workers_her
     except TaskQueueError as exc:
         return STYLE + fields([*head, ("state", f'<span class="tq-err">{esc(exc)}</span>')])
     threads = sum(int(w.get("threads") or 0) for w in snap.workers.values())
-    busy = sum(int(w.get("busy") or 0) for w in snap.workers.values())
-    head.append(("worker processes", esc(f"{len(snap.workers)} ({threads} threads, {busy} busy)")))
-    head.append(("running / scheduled", esc(f"{snap.running} / {snap.scheduled}")))
+    head.append(("worker processes", esc(f"{len(snap.workers)} ({threads} threads, {snap.running} busy)")))
+    head.append(
+        ("running / prefetched / scheduled", esc(f"{snap.running} / {snap.prefetched} / {snap.scheduled}"))
+    )
+    if snap.unserved:
+        head.append(("unserved", unserved_html(snap.unserved)))
     rows = [
         (
             name,
@@ -196,13 +205,17 @@ def metrics_html(m: TaskQueueMetrics) -> str:
             esc(f"{m.active_workers} threads in {m.worker_processes} process(es), {m.busy_workers} busy"),
         ),
         (
-            "pending / running / scheduled",
-            esc(f"{m.total_pending_tasks} / {m.total_running_tasks} / {m.total_scheduled_tasks}"),
+            "pending / running / prefetched / scheduled",
+            esc(
+                f"{m.total_pending_tasks} / {m.total_running_tasks} / {m.total_prefetched_tasks} / "
+                f"{m.total_scheduled_tasks}"
+            ),
         ),
         (
             "processed / failed / retried",
             esc(f"{m.total_processed_tasks} / {m.total_failed_tasks} / {m.total_retried_tasks}"),
         ),
+        *([("unserved", unserved_html(m.total_unserved_tasks))] if m.total_unserved_tasks else []),
         ("dead letters", esc(m.dead_letter_tasks)),
         ("finished in the last minute", esc(m.throughput_last_minute)),
         ("pending per thread", esc(f"{m.tasks_per_worker:.2f}")),

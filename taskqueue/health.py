@@ -9,7 +9,7 @@ Components: ``redis`` (ping latency, version, memory and the eviction policy),
 ``workers`` (live worker processes and threads vs expected), ``scheduler`` and
 ``autoscaler`` (this process's services, from ``q.services``; "not running" is
 healthy, since both are optional), and ``queues`` (age of the oldest pending
-task vs a threshold).
+task vs a threshold, and tasks that wait because no live worker serves them).
 
 The check reads Redis through the inspection port only; the caller hands in
 this process's worker pool, scheduler and autoscaler (None when absent). A
@@ -99,6 +99,17 @@ class HealthStatus:
         return health_html(self)
 
 
+def unserved_message(count: int, grace: float | None = None) -> str:
+    """What to say (and do) about tasks that wait because no live worker serves their
+    name; health, the monitor and the rich displays all say it this way."""
+    after = f" ({grace:g} s)" if grace is not None else ""
+    return (
+        f"{count} pending task(s) wait because no live worker serves their task name: start a "
+        f"worker that serves them, or they are dead-lettered as unknown-task after "
+        f"workers.unknown_task_grace{after}"
+    )
+
+
 def _number(value: Any, name: str, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
@@ -152,7 +163,9 @@ def health_check(
         "autoscaler",
         f"not running in this process (worker threads stay at {pool.count() if pool else 0})",
     )
-    components["queues"] = unknown if reading is None else _queues(reading, max_pending_age)
+    components["queues"] = (
+        unknown if reading is None else _queues(reading, max_pending_age, settings.workers.unknown_task_grace)
+    )
 
     worst = max((c.status for c in components.values()), key=lambda s: s.rank)
     problems = [
@@ -214,12 +227,13 @@ def _redis(inspection: Inspection, url: str, max_latency: float) -> ComponentSta
 def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | None) -> ComponentStatus:
     processes = len(reading.workers)
     threads = sum(int(info.get("threads") or 0) for info in reading.workers.values())
-    busy = sum(int(info.get("busy") or 0) for info in reading.workers.values())
+    busy = reading.running
     pending = sum(n for q, n in reading.pending.items() if q not in reading.paused)
     details: dict[str, Any] = {
         "processes": processes,
         "threads": threads,
         "busy": busy,
+        "prefetched": reading.prefetched,
         "expected_threads": expected,
         "pending_tasks": pending,
     }
@@ -274,7 +288,7 @@ def _service(ext: object | None, name: str, absent: str) -> ComponentStatus:
     return ComponentStatus(HealthState.HEALTHY, "running", {"running": True})
 
 
-def _queues(reading: MetricsReading, max_age: float) -> ComponentStatus:
+def _queues(reading: MetricsReading, max_age: float, grace: float) -> ComponentStatus:
     ages: dict[str, float | None] = {}
     for q in reading.queues:
         enqueued, due = reading.oldest.get(q, (None, None))
@@ -287,19 +301,23 @@ def _queues(reading: MetricsReading, max_age: float) -> ComponentStatus:
         "pending": dict(reading.pending),
         "oldest_pending_age_seconds": ages,
         "max_pending_age": max_age,
+        "unserved_tasks": reading.unserved,
         "dead_letters": dict(reading.dead_letters),
         "paused": sorted(reading.paused),
     }
+    problems = []
     late = {
         q: age for q, age in ages.items() if age is not None and age > max_age and q not in reading.paused
     }
     if late:
         listed = ", ".join(f"{q} ({age:.0f} s)" for q, age in late.items())
-        return ComponentStatus(
-            HealthState.DEGRADED,
+        problems.append(
             f"oldest pending task waited longer than {max_age:g} s in: {listed}; "
-            "workers are too few, stuck, or not serving these queues",
-            details,
+            "workers are too few, stuck, or not serving these queues"
         )
+    if reading.unserved:
+        problems.append(unserved_message(reading.unserved, grace))
+    if problems:
+        return ComponentStatus(HealthState.DEGRADED, "; ".join(problems), details)
     waiting = sum(reading.pending.values())
     return ComponentStatus(HealthState.HEALTHY, f"{waiting} pending, none older than {max_age:g} s", details)

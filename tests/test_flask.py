@@ -32,8 +32,10 @@ from flask.cli import run_command
 from werkzeug.serving import make_server
 
 from taskqueue import BrokerError, ConfigurationError, Signature, TaskFailed, TaskQueue
+from taskqueue.broker import TaskRecord
 from taskqueue.integrations.flask import HttpApi, TaskQueueExtension, worker_start_mode
 from taskqueue.integrations.flask import auth as tq_flask_auth
+from taskqueue.integrations.flask.documents import task_document
 
 from .cdp import Browser, find_chromium
 from .conftest import make_settings, wait_until
@@ -226,6 +228,17 @@ def test_enqueue_runs_in_app_workers_and_status_shows_result(example) -> None:
     # The arguments never come back: not as fields, not inside anything.
     assert not {"args", "kwargs", "payload"} & set(task)
     assert b"not to be" not in status.body
+
+
+def test_a_prefetched_task_reads_pending_in_its_document() -> None:
+    """Leased into a worker's buffer, not started: stored LEASED, shown PENDING (DESIGN 9);
+    tests/test_honest_states.py reads it over HTTP while a real worker holds it."""
+    stored = {b"status": b"LEASED", b"name": b"example.word_count", b"queue": b"default", b"attempts": b"1"}
+    record = TaskRecord.from_hash("t1", stored)
+    assert record is not None
+    document = task_document(record)
+    assert (document["status"], document["started_at"], document["attempts"]) == ("PENDING", None, 1)
+    assert "error" not in document and "result" not in document
 
 
 def test_delayed_task_can_be_cancelled_and_not_cancelled_twice(example) -> None:

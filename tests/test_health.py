@@ -58,11 +58,23 @@ def test_fewer_workers_than_expected_is_degraded(queue: TaskQueue) -> None:
     assert health.components["workers"].message.startswith("1 live worker thread(s), 3 expected")
 
 
-def test_stale_heartbeat_of_this_process_is_unhealthy(queue: TaskQueue, redis_client: redis.Redis) -> None:
+def test_stale_heartbeat_of_this_process_is_unhealthy(
+    queue: TaskQueue, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     queue.start_workers(1)
     assert queue.pool is not None
-    queue.pool._stop.set()  # the heartbeat thread stops, as if it had died
-    redis_client.zadd(queue.broker.keys.workers, {queue.pool.id: 0})  # and its entry expired
+
+    refused = threading.Event()
+
+    def cannot_write(*args: object, **kwargs: object) -> None:
+        refused.set()
+        raise redis.exceptions.ConnectionError("heartbeat refused")
+
+    # The process can no longer publish itself (its heartbeat thread, and the worker
+    # threads that publish the task set again when a fetch finds it gone)...
+    monkeypatch.setattr(queue.pool._shared.link, "heartbeat", cannot_write)
+    assert refused.wait(5)  # the heartbeat thread's next beat failed: none is in flight
+    redis_client.zadd(queue.broker.keys.workers, {queue.pool.id: 0})  # ...and its entry expired
     health = queue.health_check()
     assert health.components["workers"].status == HealthState.UNHEALTHY
     assert "has no live heartbeat" in health.components["workers"].message
@@ -89,6 +101,27 @@ def test_old_pending_task_degrades_queues(queue: TaskQueue, redis_client: redis.
     assert health.status == HealthState.DEGRADED
     assert "queues: oldest pending task" in health.message
     assert queue.health_check(max_pending_age=3600).components["queues"].status == HealthState.HEALTHY
+
+
+def test_unserved_tasks_degrade_queues_and_say_what_to_do(make_queue, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    queue = make_queue(workers={"unknown_task_grace": 42})
+
+    @queue.task(name="h.late")
+    def late() -> None:
+        return None
+
+    h = late.delay()
+    redis_client.hset(queue.broker.keys.task(h.id), "enqueued_ms", int(time.time() * 1000) - 900_000)
+    # what a worker's fetch writes when no live worker serves a task's name
+    redis_client.zadd(queue.broker.keys.unserved, {h.id: int(time.time() * 1000)})
+    q = queue.health_check(max_pending_age=600).components["queues"]
+    assert q.status == HealthState.DEGRADED and q.details["unserved_tasks"] == 1
+    assert q.message.startswith("oldest pending task waited longer than 600 s in: default")
+    assert q.message.endswith(
+        "not serving these queues; 1 pending task(s) wait because no live worker serves their task "
+        "name: start a worker that serves them, or they are dead-lettered as unknown-task after "
+        "workers.unknown_task_grace (42 s)"
+    )
 
 
 def test_redis_down_is_reported_not_raised(make_queue, unused_port: int) -> None:  # type: ignore[no-untyped-def]

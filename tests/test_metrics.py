@@ -20,8 +20,11 @@ import redis
 import redis.connection
 
 from taskqueue import TaskFailed, TaskQueue
+from taskqueue.broker import MetricsReading
+from taskqueue.broker.records import busy_threads
 from taskqueue.broker.scripts import HISTOGRAM_BOUNDS_MS
-from taskqueue.metrics import BOUNDS_SECONDS, LatencyStats, TaskQueueMetrics
+from taskqueue.config import Settings
+from taskqueue.metrics import BOUNDS_SECONDS, LatencyStats, TaskQueueMetrics, from_reading
 from taskqueue.metrics.histogram import COARSE_BOUNDS_SECONDS, N_BUCKETS
 
 from .conftest import wait_until
@@ -388,6 +391,8 @@ def test_prometheus_endpoint(queue: TaskQueue) -> None:
     wait = "taskqueue_task_queue_wait_seconds"
     assert _sample(families, wait, wait + "_count", **labels) == 3
     assert _sample(families, "taskqueue_scheduled_tasks") == 1
+    for idle in ("running", "prefetched", "unserved"):  # all finished; none waits for a worker
+        assert _sample(families, f"taskqueue_{idle}_tasks") == 0
     assert _sample(families, "taskqueue_queue_pending_tasks", queue="high") == 0
     assert _sample(families, "taskqueue_worker_threads", pid=str(os.getpid())) == 2
     enqueued = "taskqueue_tasks_enqueued"
@@ -425,3 +430,46 @@ def test_prometheus_argument_errors(queue: TaskQueue) -> None:
     with pytest.raises(OSError, match="pick another port"):
         start_http_server(queue, port=server.port, addr="127.0.0.1")
     server.stop()
+
+
+# -- running, prefetched and unserved, from the published thread states --------------------
+def _reading(workers: dict[str, dict[str, object]], leased: int, unserved: int = 0) -> MetricsReading:
+    return MetricsReading(
+        now_ms=1_000_000_000_000,
+        queues=["default"],
+        pending={"default": 4},
+        dead_letters={"default": 0},
+        stats={},
+        metrics={},
+        oldest={},
+        leased=leased,
+        scheduled=0,
+        paused=set(),
+        workers=workers,  # type: ignore[arg-type]
+        autoscaler={},
+        unserved=unserved,
+    )
+
+
+def test_running_counts_busy_threads_and_the_rest_of_the_leases_are_prefetched() -> None:
+    now_s = 1_000_000_000.0
+    busy = {"thread": "w-1", "task": "m.slow", "task_id": "t1", "running_s": 0.06, "since": now_s - 12.5}
+    workers = {
+        "a": {"threads": 2, "busy": 1, "slots": [busy, {"thread": "w-2", "task": None}]},
+        # a worker that publishes no slots: its busy count
+        "b": {"threads": 3, "busy": 2},
+    }
+    m = from_reading(_reading(workers, leased=7, unserved=2), Settings())
+    assert (m.total_running_tasks, m.total_prefetched_tasks, m.busy_workers) == (3, 4, 3)
+    assert m.total_unserved_tasks == 2 and m.total_pending_tasks == 4
+    (thread, idle) = m.workers[0].thread_details
+    # counted from the published start to the reading's instant, not the 0.06 s it published
+    assert thread.running_seconds == pytest.approx(12.5) and thread.started_at == now_s - 12.5
+    assert (idle.task_id, idle.running_seconds, idle.started_at) == (None, None, None)
+    data = m.to_dict()
+    assert (data["total_prefetched_tasks"], data["total_unserved_tasks"]) == (4, 2)
+    assert data["workers"][0]["thread_details"][0]["started_at"] == now_s - 12.5
+    assert "running=3, prefetched=4, unserved=2" in repr(m)
+    # the two figures are read a moment apart: prefetched is never negative
+    assert from_reading(_reading(workers, leased=1), Settings()).total_prefetched_tasks == 0
+    assert busy_threads({"busy": True}) == 0 and busy_threads({"slots": "?", "busy": 2}) == 2

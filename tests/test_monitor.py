@@ -372,3 +372,31 @@ def test_metrics_and_health_have_html_reprs(queue: TaskQueue, known) -> None:
     html = health._repr_html_()
     assert "HealthStatus" in html and "<td>redis</td>" in html
     assert f">{health.status.value}</span>" in html
+
+
+def test_totals_tell_running_from_prefetched_and_name_unserved_tasks(queue: TaskQueue) -> None:
+    from taskqueue.metrics import from_reading
+    from taskqueue.monitor import render
+
+    snap = queue.broker.snapshot(queue.settings.queues_by_priority())
+    assert (snap.leased, snap.running, snap.prefetched, snap.unserved) == (0, 0, 0, 0)
+    assert "running <b>0</b> · prefetched <b>0</b>" in render.totals_html(snap)
+    assert "tq-err" not in render.totals_html(snap)
+    now = snap.now_ms / 1000
+    slots = [
+        {"thread": f"w-{i}", "task": "m.slow", "task_id": f"id-{i:09d}", "since": now - 90 - i}
+        for i in range(25)
+    ]
+    snap.workers = {"h:1:a": {"host": "h", "pid": 1, "threads": 26, "slots": [*slots, {"thread": "w-x"}]}}
+    snap.leased, snap.unserved = 27, 3
+    totals = render.totals_html(snap, 300.0)
+    assert "running <b>25</b> · prefetched <b>2</b>" in totals
+    assert "3 pending task(s) wait because no live worker serves their task name" in totals
+    assert "workers.unknown_task_grace (300 s)" in totals
+    summary, table = render.workers_html(from_reading(snap.metrics_reading(), queue.settings), None)
+    assert "<b>25</b> busy · <b>1</b> idle" in summary
+    # the longest-running busy threads are listed, with how long they have run
+    assert table.count("<td>m.slow</td>") == render.RUNNING_LIMIT
+    assert table.index("<td>id-000000024</td><td>114.0 s</td>") < table.index("<td>id-000000023</td>")
+    assert "<td>id-000000005</td><td>95.0 s</td>" in table and "id-000000004" not in table
+    assert "… and 5 more busy threads" in table

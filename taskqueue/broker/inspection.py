@@ -123,7 +123,7 @@ class RedisInspection(RedisCore, Inspection):
     def _purge(self, key: str, kind: str) -> int:
         """Delete the tasks listed in ``key`` (a queue "list" or a dead-letter "zset"), in batches."""
         k = self.keys
-        keys = [key, k.task_prefix, k.history_prefix, k.done_prefix]
+        keys = [key, k.task_prefix, k.history_prefix, k.done_prefix, k.unserved]
         total = 0
         while True:
             n = int(self.producer_call("purging", lambda: self._run("purge", keys, [_PURGE_BATCH, kind])))
@@ -185,6 +185,7 @@ class RedisInspection(RedisCore, Inspection):
             k.periodic_due,
             k.metrics_prefix,
             k.autoscaler,
+            k.unserved,
         ]
         args = [max(0, int(dead_limit)), max(0, int(scheduled_limit)), *queues]
 
@@ -197,8 +198,9 @@ class RedisInspection(RedisCore, Inspection):
     # -- metrics ----------------------------------------------------------------------------
     def read_metrics(self, queues: Sequence[str]) -> MetricsReading:
         """Everything the metrics need, in two pipelined round trips whatever the
-        queue sizes: counters, histograms, lengths, the head of each queue, then
-        the live workers' registry and the head tasks' times."""
+        queue sizes: counters, histograms, lengths, the head of each queue, the
+        leased and unserved counts, then the live workers' registry (their thread
+        states tell the running tasks from the prefetched ones) and the head tasks' times."""
 
         def read() -> MetricsReading:
             reading, live, heads = self._read_counts(queues)
@@ -208,8 +210,9 @@ class RedisInspection(RedisCore, Inspection):
         return self.producer_call("reading metrics", read)
 
     def _read_counts(self, queues: Sequence[str]) -> tuple[MetricsReading, list[str], dict[str, str]]:
-        """First round trip: the clock, the worker registry, and per queue its length,
-        dead letters, counters, histograms and head task id. Returns the reading
+        """First round trip: the clock, the worker registry, the leased, scheduled and
+        unserved counts, and per queue its length, dead letters, counters, histograms
+        and head task id. Returns the reading
         (without workers and oldest), the live worker ids, and queue -> head task id."""
         k = self.keys
         pipe = self.client.pipeline(transaction=False)
@@ -219,6 +222,7 @@ class RedisInspection(RedisCore, Inspection):
         pipe.zcard(k.scheduled)
         pipe.smembers(k.paused)
         pipe.hgetall(k.autoscaler)
+        pipe.zcard(k.unserved)
         for q in queues:
             pipe.llen(k.queue(q))
             pipe.zcard(k.dead(q))
@@ -226,10 +230,10 @@ class RedisInspection(RedisCore, Inspection):
             pipe.hgetall(k.metrics(q))
             pipe.lindex(k.queue(q), 0)
         replies = pipe.execute()
-        t, members, running, scheduled, paused, autoscaler = replies[:6]
+        t, members, leased, scheduled, paused, autoscaler, unserved = replies[:7]
         now_ms = server_ms(t)
         per_queue = dict(
-            zip(queues, (replies[6 + 5 * i : 11 + 5 * i] for i in range(len(queues))), strict=True)
+            zip(queues, (replies[7 + 5 * i : 12 + 5 * i] for i in range(len(queues))), strict=True)
         )
         reading = MetricsReading(
             now_ms=now_ms,
@@ -239,11 +243,12 @@ class RedisInspection(RedisCore, Inspection):
             stats={q: counters(r[2]) for q, r in per_queue.items()},
             metrics={q: counters(r[3]) for q, r in per_queue.items()},
             oldest={},
-            running=int(running),
+            leased=int(leased),
             scheduled=int(scheduled),
             paused={text(p) for p in paused},
             workers={},
             autoscaler={text(a): text(b) for a, b in autoscaler.items()},
+            unserved=int(unserved),
         )
         live = [text(m) for m, deadline in members if deadline >= now_ms]
         heads = {q: text(r[4]) for q, r in per_queue.items() if r[4]}
@@ -272,11 +277,12 @@ class RedisInspection(RedisCore, Inspection):
 
 def _decode_snapshot(queues: list[str], reply: list[Any]) -> Snapshot:
     """Decode ``snapshot.lua``'s reply (its header lists the fields, in order)."""
-    now_ms, running, scheduled, paused, workers, per_queue, dead, upcoming, docs, due, scaler = reply
+    now_ms, leased, scheduled, paused, workers, per_queue, dead, upcoming, docs, due, scaler, unserved = reply
     rows = dict(zip(queues, per_queue, strict=True))
     return Snapshot(
         now_ms=int(now_ms),
-        running=int(running),
+        leased=int(leased),
+        unserved=int(unserved),
         scheduled=int(scheduled),
         paused={text(p) for p in paused},
         workers={

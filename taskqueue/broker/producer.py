@@ -72,6 +72,7 @@ class RedisProducer(RedisCore, Producer):
                         k.done(task_id),
                         k.history(task_id),
                         k.control_prefix,
+                        k.unserved,
                     ],
                     [task_id, ttl],
                 )

@@ -268,17 +268,45 @@ class ScheduledEntry:
         return cls(text(e[0]), int(e[1]), text(e[2]), text(e[3]), text(e[4]), to_int(e[5]) or 0)
 
 
+def busy_threads(info: Mapping[str, Any]) -> int:
+    """Threads of one worker process that run a task's code, as it last published them
+    (``slots`` entries with a task id; ``busy`` from a worker that lists no slots). The
+    one home of "running": a task in a prefetch buffer is not running (DESIGN 9)."""
+    slots = info.get("slots")
+    if isinstance(slots, list):
+        return sum(1 for s in slots if isinstance(s, dict) and s.get("task_id"))
+    busy = info.get("busy")
+    return busy if isinstance(busy, int) and not isinstance(busy, bool) and busy > 0 else 0
+
+
+class _TaskCounts:
+    """``running`` (busy threads of the live workers) and ``prefetched`` (leased minus
+    running, never negative: the two are published a moment apart), for both readings."""
+
+    __slots__ = ()
+    leased: int
+    workers: dict[str, dict[str, Any]]
+
+    @property
+    def running(self) -> int:
+        return sum(busy_threads(info) for info in self.workers.values())
+
+    @property
+    def prefetched(self) -> int:
+        return max(0, self.leased - self.running)
+
+
 @dataclass(slots=True)
-class Snapshot:
+class Snapshot(_TaskCounts):
     """The state of a namespace at one instant (``snapshot``), decoded but not interpreted."""
 
     now_ms: int
     #: Tasks leased by a worker (running or prefetched), in every queue.
-    running: int
+    leased: int
     #: Tasks waiting for a due time, in every queue.
     scheduled: int
     paused: set[str]
-    #: Live worker processes: id -> registry info (host, pid, queues, threads, busy, ...).
+    #: Live worker processes: id -> registry info (host, pid, queues, threads, busy, slots, ...).
     workers: dict[str, dict[str, Any]]
     pending: dict[str, int]
     dead_letters: dict[str, int]
@@ -297,6 +325,8 @@ class Snapshot:
     #: Per queue: (enqueued_ms, due_ms) of the task at the head of the queue, if any.
     oldest: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
     autoscaler: dict[str, str] = field(default_factory=dict)
+    #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
+    unserved: int = 0
 
     def metrics_reading(self) -> MetricsReading:
         """The same data as ``read_metrics`` returns, for ``taskqueue.metrics``."""
@@ -309,16 +339,17 @@ class Snapshot:
             stats=self.stats,
             metrics=self.metrics,
             oldest=self.oldest,
-            running=self.running,
+            leased=self.leased,
             scheduled=self.scheduled,
             paused=set(self.paused),
             workers=self.workers,
             autoscaler=dict(self.autoscaler),
+            unserved=self.unserved,
         )
 
 
 @dataclass(slots=True)
-class MetricsReading:
+class MetricsReading(_TaskCounts):
     """What ``read_metrics`` fetched, decoded but not interpreted
     (``taskqueue.metrics`` turns it into figures)."""
 
@@ -332,11 +363,14 @@ class MetricsReading:
     metrics: dict[str, dict[str, int]]
     #: Per queue: (enqueued_ms, due_ms) of the task at the head of the queue, if any.
     oldest: dict[str, tuple[int | None, int | None]]
-    running: int
+    #: Tasks leased by a worker (running or prefetched); see ``running`` and ``prefetched``.
+    leased: int
     scheduled: int
     paused: set[str]
     workers: dict[str, dict[str, Any]]
     autoscaler: dict[str, str]
+    #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
+    unserved: int = 0
 
 
 __all__ = [
@@ -350,6 +384,7 @@ __all__ = [
     "ScheduledEntry",
     "Snapshot",
     "MetricsReading",
+    "busy_threads",
     "counters",
     "history_entries",
     "pairs",

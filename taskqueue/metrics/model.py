@@ -114,13 +114,19 @@ class QueueMetrics:
 
 @dataclass(frozen=True)
 class WorkerThreadMetrics:
-    """One worker thread of a process, as of that process's last heartbeat."""
+    """One worker thread of a process, as its state publisher last published it (a
+    thread that takes up or finishes a task that runs past ``workers.status_delay``
+    is published within that delay, not a heartbeat later)."""
 
     name: str
     task_name: str | None = None
     task_id: str | None = None
+    #: Seconds its task has run, at the reading's instant (from ``started_at``, so it is
+    #: current however long ago the thread's state was published).
     running_seconds: float | None = None
     retiring: bool = False
+    #: When its task started (epoch seconds, the worker's clock).
+    started_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +134,7 @@ class WorkerThreadMetrics:
             "task_name": self.task_name,
             "task_id": self.task_id,
             "running_seconds": self.running_seconds,
+            "started_at": self.started_at,
             "retiring": self.retiring,
         }
 
@@ -219,9 +226,15 @@ class TaskQueueMetrics:
     worker_processes: int = 0
     #: Pending tasks per active worker thread (0.0 when there is no worker).
     tasks_per_worker: float = 0.0
+    #: Tasks waiting in their queue (those that wait for a worker serving them included).
     total_pending_tasks: int = 0
-    #: Tasks leased by a worker (running, or prefetched).
+    #: Tasks whose code runs in a worker thread (busy threads of the live workers).
     total_running_tasks: int = 0
+    #: Tasks leased into a worker's prefetch buffer, not started (they read PENDING).
+    total_prefetched_tasks: int = 0
+    #: Pending tasks that no live worker serves (by name): they wait for one, and are
+    #: dead-lettered as unknown-task after ``workers.unknown_task_grace``.
+    total_unserved_tasks: int = 0
     #: Tasks waiting for their delay or retry time.
     total_scheduled_tasks: int = 0
     total_processed_tasks: int = 0
@@ -270,6 +283,8 @@ class TaskQueueMetrics:
             "tasks_per_worker": self.tasks_per_worker,
             "total_pending_tasks": self.total_pending_tasks,
             "total_running_tasks": self.total_running_tasks,
+            "total_prefetched_tasks": self.total_prefetched_tasks,
+            "total_unserved_tasks": self.total_unserved_tasks,
             "total_scheduled_tasks": self.total_scheduled_tasks,
             "total_processed_tasks": self.total_processed_tasks,
             "total_failed_tasks": self.total_failed_tasks,
@@ -293,7 +308,8 @@ class TaskQueueMetrics:
         return (
             f"TaskQueueMetrics(workers={self.active_workers} threads in {self.worker_processes} "
             f"process(es), {self.busy_workers} busy; pending={self.total_pending_tasks} ({queues}), "
-            f"running={self.total_running_tasks}, scheduled={self.total_scheduled_tasks}, "
+            f"running={self.total_running_tasks}, prefetched={self.total_prefetched_tasks}, "
+            f"unserved={self.total_unserved_tasks}, scheduled={self.total_scheduled_tasks}, "
             f"processed={self.total_processed_tasks}, failed={self.total_failed_tasks}, "
             f"dead letters={self.dead_letter_tasks}, last minute={self.throughput_last_minute}, "
             f"tasks/worker={self.tasks_per_worker:.2f})"

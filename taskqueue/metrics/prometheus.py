@@ -142,13 +142,17 @@ class TaskQueueCollector(Collector):
             throughput.add_metric(labels, q.throughput_last_minute)
         yield from (enqueued, lease_expired, pending, dead_letters, oldest, paused, throughput)
 
-        running = gauge("running_tasks", "Tasks leased by a worker (running or prefetched)")
+        running = gauge("running_tasks", "Tasks whose code runs in a worker thread")
         running.add_metric([], m.total_running_tasks)
+        prefetched = gauge("prefetched_tasks", "Tasks leased into a worker's prefetch buffer, not started")
+        prefetched.add_metric([], m.total_prefetched_tasks)
+        unserved = gauge("unserved_tasks", "Pending tasks that no live worker serves (by task name)")
+        unserved.add_metric([], m.total_unserved_tasks)
         scheduled = gauge("scheduled_tasks", "Tasks waiting for their delay or retry time")
         scheduled.add_metric([], m.total_scheduled_tasks)
         processes = gauge("worker_processes", "Live worker processes")
         processes.add_metric([], m.worker_processes)
-        yield from (running, scheduled, processes)
+        yield from (running, prefetched, unserved, scheduled, processes)
 
         threads = gauge(
             "worker_threads", "Worker threads of a live worker process", ["worker", "host", "pid"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from taskqueue.broker.records import busy_threads
 from taskqueue.metrics.histogram import LatencyStats
 from taskqueue.metrics.model import (
     AutoscalerMetrics,
@@ -52,6 +53,8 @@ def from_reading(reading: MetricsReading, settings: Settings) -> TaskQueueMetric
         tasks_per_worker=pending / active if active else 0.0,
         total_pending_tasks=pending,
         total_running_tasks=reading.running,
+        total_prefetched_tasks=reading.prefetched,
+        total_unserved_tasks=reading.unserved,
         total_scheduled_tasks=reading.scheduled,
         total_processed_tasks=sum(q.processed_tasks for q in queue_metrics),
         total_failed_tasks=sum(q.failed_tasks for q in queue_metrics),
@@ -156,21 +159,33 @@ def _worker(worker_id: str, info: dict[str, Any], now_ms: int) -> WorkerMetrics:
         pid=info.get("pid"),
         queues=tuple(info.get("queues") or ()),
         threads=int(info.get("threads") or 0),
-        busy_threads=int(info.get("busy") or 0),
+        busy_threads=busy_threads(info),
         started_at=info.get("started_at"),
         heartbeat_age_seconds=(now_ms - heartbeat) / 1000 if isinstance(heartbeat, int) else None,
-        thread_details=tuple(
-            WorkerThreadMetrics(
-                name=str(s.get("thread", "")),
-                task_name=s.get("task"),
-                task_id=s.get("task_id"),
-                running_seconds=s.get("running_s"),
-                retiring=bool(s.get("retiring")),
-            )
-            for s in slots or ()
-            if isinstance(s, dict)
-        ),
+        thread_details=tuple(_thread(s, now_ms) for s in slots or () if isinstance(s, dict)),
         autoscaler=info.get("autoscaler") if isinstance(info.get("autoscaler"), dict) else None,
+    )
+
+
+def _thread(slot: dict[str, Any], now_ms: int) -> WorkerThreadMetrics:
+    """One published thread state. Its "running for" is counted from the published start
+    (``since``) to the reading's instant, not copied from the publication: a thread's
+    state is written when it changes, so what it said then ages between writes."""
+    task_id = slot.get("task_id") or None
+    since = slot.get("since")
+    started = float(since) if isinstance(since, (int, float)) and not isinstance(since, bool) else None
+    running: float | None = None
+    if task_id and started is not None:
+        running = round(max(0.0, now_ms / 1000 - started), 3)
+    elif task_id and isinstance(slot.get("running_s"), (int, float)):
+        running = float(slot["running_s"])  # a worker that publishes no start time
+    return WorkerThreadMetrics(
+        name=str(slot.get("thread", "")),
+        task_name=slot.get("task"),
+        task_id=task_id,
+        running_seconds=running,
+        retiring=bool(slot.get("retiring")),
+        started_at=started if task_id else None,
     )
 
 

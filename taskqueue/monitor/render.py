@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskqueue import display
+from taskqueue.health import unserved_message
 from taskqueue.monitor.chart import GREEN, RED, Rates
 from taskqueue.outcome import decode_error
 from taskqueue.periodic import PeriodicDefinition, periodic_list
@@ -22,11 +23,17 @@ if TYPE_CHECKING:
 MUTED = "<span class='tq-muted'>{}</span>"
 
 
-def totals_html(snap: Snapshot) -> str:
-    return (
+def totals_html(snap: Snapshot, grace: float | None = None) -> str:
+    """The namespace's task counts: running is what worker threads run now (their published
+    states), prefetched what sits leased in their buffers, not started (it reads PENDING)."""
+    line = (
         f"pending <b>{sum(snap.pending.values())}</b> · running <b>{snap.running}</b> · "
-        f"scheduled <b>{snap.scheduled}</b> · dead letters <b>{sum(snap.dead_letters.values())}</b>"
+        f"prefetched <b>{snap.prefetched}</b> · scheduled <b>{snap.scheduled}</b> · "
+        f"dead letters <b>{sum(snap.dead_letters.values())}</b>"
     )
+    if snap.unserved:
+        line += f"<br><span class='tq-err'>{display.esc(unserved_message(snap.unserved, grace))}</span>"
+    return line
 
 
 def rates_html(snap: Snapshot, rates: Rates | None, metrics: TaskQueueMetrics | None) -> str:
@@ -101,7 +108,36 @@ def workers_html(metrics: TaskQueueMetrics, here: str | None) -> tuple[str, str]
     )
     header = ["process", "queues", "threads", "busy", "idle", "autoscaler target", "heartbeat"]
     table = display.table(rows, header) if rows else MUTED.format("no live worker process")
-    return summary, table
+    return summary, table + running_html(metrics)
+
+
+#: Busy threads listed under the workers table (the rest are counted).
+RUNNING_LIMIT = 20
+
+
+def running_html(metrics: TaskQueueMetrics) -> str:
+    """What each busy thread runs and for how long (counted to the snapshot's instant)."""
+    busy = [
+        (w, t)
+        for w in metrics.workers
+        for t in sorted(w.thread_details, key=lambda t: -(t.running_seconds or 0.0))
+        if t.task_id
+    ]
+    if not busy:
+        return ""
+    rows = [
+        (
+            f"{w.host or '?'}:{w.pid or '?'}",
+            t.name,
+            t.task_name or "?",
+            (t.task_id or "")[:12],
+            display.duration(t.running_seconds),
+        )
+        for w, t in busy[:RUNNING_LIMIT]
+    ]
+    more = len(busy) - len(rows)
+    table = display.table(rows, ["process", "thread", "running", "id", "for"])
+    return table + (MUTED.format(f"… and {more} more busy threads") if more > 0 else "")
 
 
 def scheduled_html(snap: Snapshot) -> tuple[str, str]:
@@ -202,6 +238,7 @@ __all__ = [
     "periodic_html",
     "queue_metrics_html",
     "rates_html",
+    "running_html",
     "scheduled_html",
     "totals_html",
     "workers_html",

@@ -121,7 +121,7 @@ class Monitor(MonitorLayout):
         scale = int(nice_max(max([10, *snap.pending.values()])))
         for name, row in self.queue_rows.items():
             row.show(snap.pending[name], snap.dead_letters[name], name in snap.paused, scale)
-        self.totals.value = render.totals_html(snap)
+        self.totals.value = render.totals_html(snap, self.settings.workers.unknown_task_grace)
         self.queue_metrics.value = render.queue_metrics_html(metrics)
         rates = self._rates.add(snap.now_ms / 1000, *_processed_failed(snap))
         self.chart.value = rate_chart(rates.bins, rates.window_s) if rates else rate_chart([], self.history_s)

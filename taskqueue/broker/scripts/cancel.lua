@@ -4,6 +4,7 @@
 -- (current_task().cancelled); threads cannot be killed.
 -- KEYS[1] task hash  KEYS[2] queue prefix  KEYS[3] scheduled zset  KEYS[4] done list
 -- KEYS[5] history list  KEYS[6] control prefix (a list per worker process)
+-- KEYS[7] unserved zset (a pending task may wait there for a worker that serves it)
 -- ARGV[1] id  ARGV[2] ttl ms for the cancelled record
 -- Returns the status the task had (false when there is no such task).
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -20,6 +21,7 @@ local function finish()
 end
 if status == 'PENDING' then
   redis.call('LREM', KEYS[2] .. redis.call('HGET', KEYS[1], 'queue'), 1, ARGV[1])
+  redis.call('ZREM', KEYS[7], ARGV[1])
   finish()
 elseif status == 'SCHEDULED' or status == 'RETRYING' then
   redis.call('ZREM', KEYS[3], ARGV[1])

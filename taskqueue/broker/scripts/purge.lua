@@ -1,6 +1,6 @@
 -- Delete up to ARGV[1] tasks from a pending queue or a dead-letter set, with their data.
 -- KEYS[1] queue list or dead zset  KEYS[2] task prefix  KEYS[3] history prefix
--- KEYS[4] done prefix
+-- KEYS[4] done prefix  KEYS[5] unserved zset (pending tasks waiting for a worker that serves them)
 -- ARGV[1] batch size  ARGV[2] 'list' or 'zset'
 -- Returns how many entries were removed; call again until it returns less than the batch.
 local batch = tonumber(ARGV[1])
@@ -14,5 +14,6 @@ else
 end
 for _, id in ipairs(ids) do
   redis.call('DEL', KEYS[2] .. id, KEYS[3] .. id, KEYS[4] .. id)
+  redis.call('ZREM', KEYS[5], id)
 end
 return #ids

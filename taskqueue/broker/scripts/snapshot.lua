@@ -1,13 +1,13 @@
 -- Read everything a monitor shows, in one round trip and at one instant: queue
 -- depths, counters and metrics histograms, live workers, the newest dead
 -- letters, the next scheduled tasks, the periodic tasks and the autoscaler
--- counters (a superset of what RedisBroker.read_metrics reads). Read-only; its cost depends on the number of
+-- counters (a superset of what read_metrics reads). Read-only; its cost depends on the number of
 -- queues, live workers, periodic definitions and the two limits, never on how
 -- many tasks the queues hold (LLEN and ZCARD are O(1)).
 -- KEYS[1] workers zset  KEYS[2] leases zset  KEYS[3] scheduled zset  KEYS[4] paused set
 -- KEYS[5] worker prefix KEYS[6] task prefix  KEYS[7] queue prefix    KEYS[8] dead prefix
 -- KEYS[9] stats prefix KEYS[10] periodic hash KEYS[11] periodic next-run zset
--- KEYS[12] metrics prefix KEYS[13] autoscaler hash
+-- KEYS[12] metrics prefix KEYS[13] autoscaler hash KEYS[14] unserved zset
 -- ARGV[1] dead letters to list (newest first, over all queues)
 -- ARGV[2] scheduled tasks to list (soonest first)  ARGV[3..] queue names
 -- Returns {now_ms, leased count, scheduled count, paused queue names,
@@ -17,7 +17,9 @@
 --          dead: {id, died_ms, name, queue, reason, attempts, error}...,
 --          scheduled: {id, due_ms, name, queue, status, attempts}...,
 --          periodic documents (HGETALL), periodic next runs (name, ms...),
---          autoscaler hash (HGETALL)}
+--          autoscaler hash (HGETALL), unserved count}
+-- The leased count includes prefetched tasks: readers count the running ones from the
+-- workers' published thread states (their info's slots).
 local now = now_ms()
 local dead_limit, sched_limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 
@@ -69,4 +71,4 @@ end
 return {now, redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3]),
   redis.call('SMEMBERS', KEYS[4]), workers, queues, dead, scheduled,
   redis.call('HGETALL', KEYS[10]), redis.call('ZRANGE', KEYS[11], 0, -1, 'WITHSCORES'),
-  redis.call('HGETALL', KEYS[13])}
+  redis.call('HGETALL', KEYS[13]), redis.call('ZCARD', KEYS[14])}
