@@ -33,10 +33,9 @@ from taskqueue.broker.records import (
     ScheduledEntry,
     Snapshot,
     TaskRecord,
-    TaskSet,
 )
 from taskqueue.broker.redis import RedisBroker
-from taskqueue.broker.task_registry import ServedTask, Unserved
+from taskqueue.broker.task_registry import ServedTask, TaskSet, Unserved
 from taskqueue.status import FINAL_STATES
 
 __all__ = [

@@ -120,19 +120,24 @@ class RedisInspection(RedisCore, Inspection):
             if task_id or n < _REQUEUE_BATCH:
                 return total
 
-    def _purge(self, key: str, kind: str) -> int:
-        """Delete the tasks listed in ``key`` (a queue "list" or a dead-letter "zset"), in batches."""
+    def _purge(self, key: str, kind: str, queue: str = "") -> int:
+        """Delete the tasks listed in ``key`` (a queue "list" or a dead-letter "zset"), in batches,
+        or ("parked") the tasks of ``queue`` that wait for a worker serving their name."""
         k = self.keys
-        keys = [key, k.task_prefix, k.history_prefix, k.done_prefix, k.unserved]
+        keys = [key, k.task_prefix, k.history_prefix, k.done_prefix, k.unserved, k.parked_prefix]
+        args = [_PURGE_BATCH, kind, queue]
         total = 0
         while True:
-            n = int(self.producer_call("purging", lambda: self._run("purge", keys, [_PURGE_BATCH, kind])))
+            n = int(self.producer_call("purging", lambda: self._run("purge", keys, args)))
             total += n
-            if n < _PURGE_BATCH:
+            if kind == "parked" or n < _PURGE_BATCH:
                 return total
 
     def purge_queue(self, queue: str) -> int:
-        return self._purge(self.keys.queue(queue), "list")
+        """The queue's pending tasks, those parked for want of a worker serving them included."""
+        return self._purge(self.keys.queue(queue), "list") + self._purge(
+            self.keys.queue(queue), "parked", queue
+        )
 
     def purge_dead(self, queue: str) -> int:
         return self._purge(self.keys.dead(queue), "zset")

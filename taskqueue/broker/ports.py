@@ -27,9 +27,8 @@ if TYPE_CHECKING:
         PromoteResult,
         Snapshot,
         TaskRecord,
-        TaskSet,
     )
-    from taskqueue.broker.task_registry import ServedTask, Unserved
+    from taskqueue.broker.task_registry import ServedTask, TaskSet, Unserved
     from taskqueue.errors import BrokerError
 
 #: A periodic plan: (now_ms, stored definitions, next run times) -> (definitions to write, names to drop).

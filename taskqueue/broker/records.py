@@ -7,10 +7,9 @@ one place knows the field order a script returns. Nothing here talks to Redis.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -393,30 +392,3 @@ __all__ = [
     "to_int",
     "worker_info",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSet:
-    """What one worker process serves: the names of its tasks, on which queues.
-
-    Published by the heartbeat (the task registry in Redis) and passed to every
-    fetch, which leases only tasks named here and leaves the others in place for
-    a worker that serves them. Processes with equal task sets share one digest,
-    hence one set in Redis and one wake list.
-    """
-
-    queues: tuple[str, ...]
-    #: (task name, its definition as published: JSON with its default queue and parameter names)
-    definitions: tuple[tuple[str, str], ...]
-    #: Names the set in Redis: a hash of the queues and the task names.
-    digest: str
-
-    @classmethod
-    def of(cls, queues: Sequence[str], definitions: Mapping[str, Mapping[str, Any]]) -> TaskSet:
-        docs = tuple((name, json.dumps(meta, sort_keys=True)) for name, meta in sorted(definitions.items()))
-        seed = json.dumps([sorted(queues), [name for name, _ in docs]]).encode()
-        return cls(tuple(queues), docs, hashlib.sha256(seed).hexdigest()[:16])
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, _ in self.definitions]

@@ -1,4 +1,5 @@
-"""The task registry in Redis, read side: which task names live workers serve.
+"""The task registry in Redis: what a worker serves (``TaskSet``, published by its
+heartbeat) and, read side, which task names live workers serve.
 
 Workers publish their task sets with every heartbeat (``heartbeat.lua``); this
 module reads what they published, for ``taskqueue tasks``, for enqueueing a
@@ -8,12 +9,41 @@ tasks that wait because no live worker serves them.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from taskqueue.broker.core import RedisCore
 from taskqueue.broker.records import server_ms, text
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSet:
+    """What one worker process serves: the names of its tasks, on which queues.
+
+    Published by the heartbeat (the task registry in Redis) and passed to every
+    fetch, which leases only tasks named here and leaves the others in place for
+    a worker that serves them. Processes with equal task sets share one digest,
+    hence one set in Redis and one wake list.
+    """
+
+    queues: tuple[str, ...]
+    #: (task name, its definition as published: JSON with its default queue and parameter names)
+    definitions: tuple[tuple[str, str], ...]
+    #: Names the set in Redis: a hash of the queues and the task names.
+    digest: str
+
+    @classmethod
+    def of(cls, queues: Sequence[str], definitions: Mapping[str, Mapping[str, Any]]) -> TaskSet:
+        docs = tuple((name, json.dumps(meta, sort_keys=True)) for name, meta in sorted(definitions.items()))
+        seed = json.dumps([sorted(queues), [name for name, _ in docs]]).encode()
+        return cls(tuple(queues), docs, hashlib.sha256(seed).hexdigest()[:16])
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.definitions]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,4 +118,4 @@ class RedisTaskRegistry(RedisCore):
         return self.producer_call("reading unserved tasks", read)
 
 
-__all__ = ["RedisTaskRegistry", "ServedTask", "Unserved"]
+__all__ = ["RedisTaskRegistry", "ServedTask", "TaskSet", "Unserved"]

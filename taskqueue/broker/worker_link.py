@@ -14,7 +14,8 @@ from typing import Any
 
 from taskqueue.broker.core import RedisCore
 from taskqueue.broker.ports import Ack, WorkerLink
-from taskqueue.broker.records import Delivery, FetchResult, TaskSet, text
+from taskqueue.broker.records import Delivery, FetchResult, text
+from taskqueue.broker.task_registry import TaskSet
 
 #: How many entries past the ones it takes a fetch reads to find tasks of its own task
 #: set behind tasks it cannot run (which stay in place for a worker that can).

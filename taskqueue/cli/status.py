@@ -74,7 +74,7 @@ def status_report(
             "pending": sum(q["pending"] for q in queues),
             "scheduled": reading.scheduled,
             "running": busy,
-            "prefetched": max(0, reading.running - busy),
+            "prefetched": max(0, reading.leased - busy),
             "unserved": unserved["count"],
             "dead": sum(q["dead"] for q in queues),
             "workers": len(workers),
