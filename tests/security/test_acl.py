@@ -1,17 +1,30 @@
 """The library runs as a Redis ACL user with only the commands and keys it
 needs (taskqueue.broker.acl), against a real server configured with it; the
-README shows the exact line, and no command or key outside it is ever used."""
+README shows the exact line, and no command or key outside it is ever used.
+
+The line is made for the server's own version (Redis 7.0 refuses the rule for
+CLIENT SETINFO, which 7.2 brought; 6.2 takes it and needs it): run these tests
+on each server with TASKQUEUE_TEST_SERVER (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import redis
 
 from taskqueue import BrokerError, Retry, Signature, TaskFailed, TaskQueue, TaskRegistry
-from taskqueue.broker.acl import CLIENT_COMMANDS, SCRIPT_COMMANDS, acl_rules, acl_setuser
+from taskqueue.broker.acl import (
+    CLIENT_COMMANDS,
+    SCRIPT_COMMANDS,
+    acl_rules,
+    acl_setuser,
+    main,
+    server_version,
+)
 from taskqueue.embedded import EmbeddedServer
 
 from ..conftest import make_settings, wait_until
@@ -25,9 +38,12 @@ def acl_server(tmp_path):
     server = EmbeddedServer(tmp_path / "server")
     server.start()
     admin = redis.Redis(unix_socket_path=server.socket_path)
-    admin.execute_command("ACL", "SETUSER", "tq", "on", f">{PASSWORD}", *acl_rules())
+    admin.execute_command(
+        "ACL", "SETUSER", "tq", "on", f">{PASSWORD}", *acl_rules(version=server_version(admin))
+    )
     admin.acl_log_reset()
     yield server, admin
+    admin.close()
     server.stop()
 
 
@@ -119,9 +135,54 @@ def test_a_wrong_password_is_a_clear_error_without_the_password(acl_server) -> N
     q.close()
 
 
+def test_the_handshake_is_never_an_acl_denial(acl_server) -> None:
+    """redis-py sends CLIENT SETINFO on every connection: granted where the server has it (7.2
+    and later) or takes the rule anyway (6.2: refused without it, and logged), left out where the
+    server refuses the rule (7.0, which answers "unknown subcommand" before any ACL check)."""
+    server, admin = acl_server
+    user = redis.Redis(unix_socket_path=server.socket_path, username="tq", password=PASSWORD)
+    try:
+        assert user.execute_command("CLIENT", "SETINFO", "LIB-NAME", "acl-test") == b"OK"
+    except redis.exceptions.ResponseError as exc:
+        assert not isinstance(exc, redis.exceptions.NoPermissionError), exc
+        assert server_version(admin) < (7, 2), exc
+    user.close()
+    assert admin.acl_log() == []
+
+
+def test_the_line_fits_the_server_version() -> None:
+    newest = acl_rules()
+    assert "+client|setinfo" in newest
+    assert acl_rules(version="7.2.4") == acl_rules(version=(8, 1, 8)) == acl_rules(version="6.2.14") == newest
+    without = [rule for rule in newest if rule != "+client|setinfo"]
+    assert acl_rules(version="7.0.15") == acl_rules(version="7.1") == without
+    assert acl_rules("myapp", "7.0")[:2] == ["resetkeys", "~{myapp}:*"]
+    with pytest.raises(ValueError, match=r"needs Redis 6\.2 or later"):
+        acl_rules(version="6.0.16")
+    with pytest.raises(ValueError, match="not a Redis version"):
+        acl_rules(version="seven")
+
+
+def test_the_line_printed_for_a_server_asks_it_its_version(acl_server, capsys) -> None:
+    server, admin = acl_server
+    assert main(["--url", f"unix://{server.socket_path}", "--namespace", "myapp", "--user", "u"]) == 0
+    assert capsys.readouterr().out == acl_setuser("u", "myapp", version=server_version(admin)) + "\n"
+    assert main(["--server-version", "6.0"]) == 1
+    assert "needs Redis 6.2 or later" in capsys.readouterr().err
+    printed = subprocess.run(
+        [sys.executable, "-m", "taskqueue.broker.acl", "--server-version", "7.0"],
+        capture_output=True, text=True, timeout=60, check=True, cwd=ROOT,
+    )  # fmt: skip
+    assert printed.stdout == acl_setuser(version="7.0") + "\n"
+
+
 def test_the_readme_shows_the_exact_acl_line() -> None:
     readme = (ROOT / "README.md").read_text()
     assert acl_setuser(password="<password>") in readme
+    # what it says of Redis 7.0: the same line without this one rule
+    assert "On Redis 7.0 leave out `+client|setinfo`" in readme
+    assert acl_setuser(version="7.0") == acl_setuser().replace(" +client|setinfo", "")
+    assert "python -m taskqueue.broker.acl --url" in readme
 
 
 def test_every_command_the_library_sends_is_in_the_acl_line() -> None:

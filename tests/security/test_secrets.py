@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from taskqueue import BrokerError, ConfigurationError, TaskFailed, TaskQueue, TaskRegistry
-from taskqueue.broker.acl import acl_rules
+from taskqueue.broker.acl import acl_rules, server_version
 from taskqueue.config import Settings
 from taskqueue.embedded import EmbeddedServer
 
@@ -32,7 +32,9 @@ def test_secrets_appear_in_no_output(tmp_path, caplog, capfd) -> None:
     server = EmbeddedServer(tmp_path / "server")
     server.start()
     admin = redis.Redis(unix_socket_path=server.socket_path)
-    admin.execute_command("ACL", "SETUSER", "tq", "on", f">{PASSWORD}", *acl_rules())
+    admin.execute_command(
+        "ACL", "SETUSER", "tq", "on", f">{PASSWORD}", *acl_rules(version=server_version(admin))
+    )
     url = f"unix://tq:{PASSWORD}@{server.socket_path}"
     settings = make_settings(
         redis={"url": url, "retry_attempts": 2, "retry_max_seconds": 1},

