@@ -10,6 +10,8 @@ Components: ``redis`` (ping latency, version, memory and the eviction policy),
 ``autoscaler`` (this process's services, from ``q.services``; "not running" is
 healthy, since both are optional), and ``queues`` (age of the oldest pending
 task vs a threshold, and tasks that wait because no live worker serves them).
+On the embedded server, ``redis`` also says whether the server died and was
+restarted (``taskqueue.embedded_supervisor``): when, how often, how it ended.
 
 The check reads Redis through the inspection port only; the caller hands in
 this process's worker pool, scheduler and autoscaler (None when absent). A
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
     from taskqueue.config import Settings
 
 _REDIS_ERRORS = (*REDIS_ERRORS, OSError)
+
+#: Seconds after a restart of the embedded server during which ``redis`` reads degraded:
+#: the server crashed, so someone should read its log; later the restart is only mentioned.
+RECENT_RESTART = 300.0
 
 
 class LocalPool(Protocol):
@@ -180,6 +187,58 @@ def health_check(
 
 
 def _redis(inspection: Inspection, url: str, max_latency: float) -> ComponentStatus:
+    status = _redis_server(inspection, url, max_latency)
+    embedded = _embedded_report(url)
+    if embedded is None:
+        return status
+    details = {**status.details, "embedded": embedded}
+    if embedded.get("down_since") is not None:
+        note = _embedded_down(embedded)
+        return ComponentStatus(HealthState.UNHEALTHY, f"{status.message}; {note}", details)
+    if not embedded.get("restarts"):
+        return ComponentStatus(status.status, status.message, details)
+    note = _embedded_restarted(embedded)
+    recent = time.time() - float(embedded.get("last_restart_at") or 0) < RECENT_RESTART
+    worst = max(status.status, HealthState.DEGRADED if recent else status.status, key=lambda s: s.rank)
+    return ComponentStatus(worst, f"{status.message}; {note}", details)
+
+
+def _embedded_report(url: str) -> dict[str, Any] | None:
+    """What this process's supervisor of the embedded server behind ``url`` knows, if any."""
+    from taskqueue import embedded
+
+    server = embedded.server_for(url)
+    return server.report() if server is not None else None
+
+
+def _when(t: Any) -> str:
+    return datetime.fromtimestamp(float(t)).astimezone().isoformat(timespec="seconds") if t else "?"
+
+
+def _embedded_down(report: dict[str, Any]) -> str:
+    note = (
+        f"the embedded server (pid {report.get('pid', '?')}) stopped answering at "
+        f"{_when(report['down_since'])} and is being restarted"
+    )
+    if report.get("restart_error"):
+        attempts = report.get("failed_restart_attempts", 0)
+        note += f"; {attempts} attempt(s) failed, the last: {report['restart_error']}"
+    return f"{note} (see {report['log']})"
+
+
+def _embedded_restarted(report: dict[str, Any]) -> str:
+    restarts = int(report["restarts"])
+    exited, restarted = report.get("last_exit_noticed_at"), report.get("last_restart_at")
+    down = f", down {float(restarted) - float(exited):.2f} s" if exited and restarted else ""
+    how = f" ({report['last_exit']})" if report.get("last_exit") else ""
+    return (
+        f"the embedded server exited at {_when(exited)}{how} and was restarted at {_when(restarted)} "
+        f"(pid {report.get('pid', '?')}{down}); {restarts} restart(s) since "
+        f"{_when(report.get('first_started_at'))}, see {report['log']}"
+    )
+
+
+def _redis_server(inspection: Inspection, url: str, max_latency: float) -> ComponentStatus:
     details: dict[str, Any] = {"url": url}
     try:
         latency = inspection.ping()
