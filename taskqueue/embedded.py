@@ -155,8 +155,12 @@ class EmbeddedServer:
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return False
-            # A pid reused by another program is not our server.
-            return any(self.socket_path in part for part in proc.cmdline())
+            # A pid reused by another program is not our server: ours names its socket in its
+            # process title, or at least listens on it.
+            if any(self.socket_path in part for part in proc.cmdline()):
+                return True
+            connections = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
+            return any(c.laddr == self.socket_path for c in connections(kind="unix"))
         except psutil.Error:
             return False
 
@@ -201,8 +205,13 @@ class EmbeddedServer:
     def _reap(self) -> str:
         """Collect this process's own dead server (no zombie is left) and say how it ended."""
         process = self.process
-        if process is None or process.poll() is None:
+        if process is None:
             return ""
+        try:
+            # Its sockets close a moment before it can be collected: give it that moment.
+            process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return ""  # it still runs (busy, or loading): not ours to replace
         self.process = None
         if process.stderr:
             process.stderr.close()
