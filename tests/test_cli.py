@@ -738,3 +738,192 @@ def test_metrics_port_in_use_is_one_line_with_exit_2(app: str, tmp_path: Path, r
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"--metrics-port {port}: cannot serve Prometheus metrics" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- the worker waits for Redis ---------------------------------------------------------------
+def free_port() -> int:
+    """A loopback port nothing listens on, below 55536 (a cluster node's bus port is +10000)."""
+    import socket
+
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port <= 55535:
+            return port
+
+
+def tcp_server(port: int, directory: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A throw-away server on a loopback port, from the binary the embedded server uses."""
+    from taskqueue.embedded import find_server_binary
+
+    directory.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [find_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
+         "--save", "", "--appendonly", "no", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_until(lambda: _answers(port) or proc.poll() is not None)
+    assert proc.poll() is None, f"the server on port {port} exited with {proc.returncode}"
+    return proc
+
+
+def _answers(port: int) -> bool:
+    import redis
+
+    client = redis.Redis(port=port, socket_timeout=1, retry=None)  # type: ignore[arg-type]
+    try:
+        return bool(client.ping())
+    except redis.exceptions.AuthenticationError:
+        return True  # it answers: it wants a password
+    except (redis.exceptions.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
+
+
+def worker_process(app: str, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, **FAST_ENV, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskqueue", "worker", "--app", app, *args],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def read_until(proc: subprocess.Popen[str], text: str) -> str:
+    """What the process printed up to and including the first line that contains ``text``."""
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    proc.wait(10)
+    raise AssertionError(f"exited with {proc.returncode} before {text!r}:\n{''.join(seen)}")
+
+
+def test_worker_started_before_redis_waits_for_it_then_serves(app: str, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = worker_process(app, tmp_path, "--url", url, "--wait-for-redis", "60", "--workers", "1")
+    server = None
+    try:
+        before = read_until(proc, "waiting up to 60 s for it")
+        assert f"Redis at {url} does not answer (Error 111 connecting" in before
+        server = tcp_server(port, tmp_path / "late")  # the server comes up after the worker
+        after = read_until(proc, "Stop with")
+        assert f"Redis at {url} answers after" in after and "worker ready" in after
+        assert "does not answer" not in after  # one line when it starts waiting, one when Redis answers
+        producer = TaskQueue(url, settings=make_settings(), registry=TaskRegistry())
+        producer.task(name="add")(lambda x, y: x + y)
+        try:
+            assert producer.enqueue(_sig("add", 2, 3)).result(timeout=20) == 5
+        finally:
+            producer.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        stop(proc)
+        if server is not None:
+            stop(server)
+
+
+def test_worker_gives_up_waiting_with_exit_1_naming_the_masked_url(app: str, tmp_path: Path) -> None:
+    url = f"redis://app:s3cret@127.0.0.1:{free_port()}/0"
+    proc = worker_process(app, tmp_path, "--url", url, "--wait-for-redis", "0.5")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    masked = url.replace("s3cret", "***")
+    assert f"Redis at {masked} does not answer" in out and "waiting up to 0.5 s for it" in out
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"Error: cannot reach Redis at {masked} within 0.5 s (--wait-for-redis, workers.startup_wait): "
+            "Error 111 connecting to"
+        )
+    )
+    assert "s3cret" not in out and "Traceback" not in out
+
+
+def test_worker_waits_as_long_as_the_setting_says(app: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TASK_QUEUE_WORKERS__STARTUP_WAIT", "0")  # 0: one try, no waiting
+    proc = worker_process(app, tmp_path, "--url", f"redis://127.0.0.1:{free_port()}/0")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "waiting" not in out
+    assert out.strip().splitlines()[-1].startswith("Error: cannot reach Redis at redis://127.0.0.1:")
+
+
+@pytest.fixture
+def guarded_server(tmp_path: Path) -> Iterator[int]:
+    """A server with a password and a user allowed only PING: what no retry can fix."""
+    import redis
+
+    port = free_port()
+    server = tcp_server(port, tmp_path / "guarded", "--requirepass", "right")
+    try:
+        admin = redis.Redis(port=port, password="right")
+        admin.acl_setuser("pinger", enabled=True, passwords=["+pw"], commands=["-@all", "+ping"])
+        admin.close()
+        yield port
+    finally:
+        stop(server)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        (":wrong@", "refused the credentials: "),
+        ("pinger:pw@", "refused a command to this user: "),
+    ],
+)
+def test_worker_does_not_wait_on_what_no_retry_fixes(
+    app: str, tmp_path: Path, guarded_server: int, credentials: str, expected: str
+) -> None:
+    url = f"redis://{credentials}127.0.0.1:{guarded_server}/0"
+    proc = worker_process(app, tmp_path, "--url", url, "--wait-for-redis", "600")
+    out, _ = proc.communicate(timeout=60)  # far less than 600 s: it did not wait
+    assert proc.returncode == 2, out
+    assert "waiting" not in out and "Traceback" not in out
+    line = out.strip().splitlines()[-1]
+    assert line.startswith(f"Error: Redis at redis://{credentials.split(':')[0]}:***@127.0.0.1:"), line
+    assert expected in line
+
+
+def test_worker_on_a_cluster_node_answering_moved_exits_2_at_once(app: str, tmp_path: Path) -> None:
+    import redis
+    from redis.crc import key_slot
+
+    ports = [free_port(), free_port()]
+    args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+    nodes = [tcp_server(port, tmp_path / f"node{port}", *args) for port in ports]
+    try:
+        clients = [redis.Redis(port=port) for port in ports]
+        for client, slots in zip(clients, (range(0, 8192), range(8192, 16384)), strict=True):
+            client.execute_command("CLUSTER ADDSLOTS", *slots)
+        clients[0].execute_command("CLUSTER MEET", "127.0.0.1", ports[1])
+        wait_until(lambda: all(len(c.execute_command("CLUSTER SLOTS")) == 2 for c in clients))
+        owner = 0 if key_slot(b"{taskqueue}:workers") < 8192 else 1
+        other = ports[1 - owner]
+        for client in clients:
+            client.close()
+        proc = worker_process(
+            app, tmp_path, "--url", f"redis://127.0.0.1:{other}/0", "--wait-for-redis", "600"
+        )
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 2, out
+        line = out.strip().splitlines()[-1]
+        assert line.startswith(f"Error: Redis at redis://127.0.0.1:{other}/0 is a Redis Cluster node"), line
+        assert f"answered MOVED/ASK {key_slot(b'{taskqueue}:workers')} 127.0.0.1:{ports[owner]}" in line
+    finally:
+        for node in nodes:
+            stop(node)

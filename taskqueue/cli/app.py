@@ -3,23 +3,33 @@
 ``--app module:attr`` imports the user's module so that its tasks register;
 every way that can fail (no such module, an error inside it, no such
 attribute, not a TaskQueue) is one line naming the spec and the cause.
+
+``taskqueue worker`` may start before its Redis (docker-compose, a reboot), so
+``wait_for_redis`` retries what a retry can fix (refused or timed-out
+connections, a server still loading its data) for a bounded time, and stops at
+once on what none can (wrong credentials, a missing ACL grant, a cluster node
+answering MOVED): waiting would only hide the error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import click
+import redis
+import tenacity
 
 from taskqueue.broker.errors import REDIS_ERRORS
-from taskqueue.cli.group import Failure, Options, UsageFailure
+from taskqueue.cli.group import ConfigFailure, Failure, Options, UsageFailure
 from taskqueue.config import load_settings
 from taskqueue.errors import BrokerError, ConfigurationError
 from taskqueue.queue import TaskQueue
@@ -28,6 +38,8 @@ from taskqueue.urls import mask_url
 
 if TYPE_CHECKING:
     from taskqueue.broker.ports import Inspection
+
+log = logging.getLogger("taskqueue.cli")
 
 
 @contextlib.contextmanager
@@ -136,10 +148,94 @@ def ready(q: TaskQueue) -> TaskQueue:
     return q
 
 
-def open_queue(
+def _cause(exc: BaseException) -> BaseException:
+    """The Redis error inside a BrokerError (the producer side wraps them)."""
+    return exc.__cause__ if isinstance(exc, BrokerError) and exc.__cause__ is not None else exc
+
+
+#: Answers that say "not yet": a connection refused or timed out, a server loading its data
+#: (BusyLoadingError is a ConnectionError), a cluster still forming, a replica without its primary.
+_NOT_YET = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MasterDownError,
+    OSError,
+)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether Redis may answer if asked again. AuthenticationError is a ConnectionError to
+    redis-py, but no retry fixes a password."""
+    exc = _cause(exc)
+    return isinstance(exc, _NOT_YET) and not isinstance(exc, redis.exceptions.AuthenticationError)
+
+
+def _unfixable(exc: BaseException, url: str) -> click.ClickException:
+    """One line for an answer that no retry can change: exit 2 when the configuration is wrong."""
+    exc = _cause(exc)
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return ConfigFailure(f"Redis at {url} refused the credentials: {exc}; check the user and password")
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return ConfigFailure(
+            f"Redis at {url} refused a command to this user: {exc}; grant the user the ACL line of "
+            "taskqueue.broker.acl.acl_setuser()"
+        )
+    if isinstance(exc, redis.exceptions.AskError):  # MovedError too
+        return ConfigFailure(
+            f"Redis at {url} is a Redis Cluster node that does not hold this namespace (it answered "
+            f"MOVED/ASK {exc}): a redis:// URL reaches one node only"
+        )
+    return Failure(f"Redis at {url} failed: {exc}")
+
+
+def wait_for_redis(q: TaskQueue, wait: float) -> TaskQueue:
+    """``q`` once Redis answers, retrying for up to ``wait`` seconds (0: one try).
+
+    One log line when the waiting starts and one when Redis answers; exit 1 when the
+    time runs out, exit 2 at once for what no retry can fix. The probe is a PING and a
+    read of the namespace's worker registry: a keyed read, so that a cluster node which
+    does not own the namespace's slot answers MOVED here rather than in every worker."""
+    url = mask_url(q.url)
+    inspection: Inspection = q.broker
+    started = time.monotonic()
+    waiting = False
+
+    def probe() -> None:
+        inspection.ping()
+        inspection.live_workers()
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        nonlocal waiting
+        if not waiting:
+            waiting = True
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("Redis at %s does not answer (%s): waiting up to %g s for it", url, error, wait)
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_before_delay(wait),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
+        retry=tenacity.retry_if_exception(_retryable),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        retrying(probe)
+    except (OSError, *REDIS_ERRORS) as exc:
+        if not _retryable(exc):
+            raise _unfixable(exc, url) from None
+        within = f" within {wait:g} s (--wait-for-redis, workers.startup_wait)" if wait else ""
+        raise Failure(f"cannot reach Redis at {url}{within}: {_cause(exc)}") from None
+    if waiting:
+        log.warning("Redis at %s answers after %.1f s of waiting", url, time.monotonic() - started)
+    return q
+
+
+def build_queue(
     ctx: click.Context, app: str | None, url: str | None, registry: TaskRegistry | None = None
 ) -> TaskQueue:
-    """The queue a command works on (closed when the command ends), checked to answer.
+    """The queue a command works on (closed when the command ends), not yet checked to answer.
 
     Without ``app`` it is built from the settings, with ``registry`` (default: the
     process-wide one) as its tasks."""
@@ -150,4 +246,11 @@ def open_queue(
         settings = load_settings(options.settings_path, options.env)
         q = TaskQueue(url or None, settings=settings, registry=registry)
     ctx.call_on_close(q.close)
-    return ready(q)
+    return q
+
+
+def open_queue(
+    ctx: click.Context, app: str | None, url: str | None, registry: TaskRegistry | None = None
+) -> TaskQueue:
+    """``build_queue``, checked to answer (at once: only the worker waits for Redis)."""
+    return ready(build_queue(ctx, app, url, registry))

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from taskqueue import __version__
-from taskqueue.cli.app import open_queue
+from taskqueue.cli.app import build_queue, wait_for_redis
 from taskqueue.cli.group import EXIT_FAILURE, UsageFailure, app_option, checked_queue, cli, url_option
 from taskqueue.config import Settings
 from taskqueue.queue import TaskQueue
@@ -131,6 +131,14 @@ def configure_logging(log_level: str) -> None:
 @app_option(required=True)
 @url_option
 @worker_options
+@click.option(
+    "--wait-for-redis",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Wait this long for Redis to answer at start, then exit 1 (default: workers.startup_wait, "
+    "60; 0: do not wait). Wrong credentials or ACL grants exit 2 at once.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -142,10 +150,14 @@ def worker(
     autoscale: tuple[int, int] | None,
     metrics_port: int | None,
     log_level: str,
+    wait_seconds: float | None,
 ) -> None:
     """Run worker threads until SIGTERM or Ctrl-C (a second Ctrl-C stops at once)."""
     configure_logging(log_level)
-    run_worker(ctx, open_queue(ctx, app, url), workers, queues, scheduler, autoscale, metrics_port)
+    # It may start before its Redis (docker-compose, a reboot): wait for it, for a bounded time.
+    q = build_queue(ctx, app, url)
+    wait = q.settings.workers.startup_wait if wait_seconds is None else wait_seconds
+    run_worker(ctx, wait_for_redis(q, wait), workers, queues, scheduler, autoscale, metrics_port)
 
 
 def _with_options(

@@ -72,6 +72,7 @@ def worker_rules(w: WorkerSettings) -> list[Rule]:
         ("workers.prefetch_window", w.prefetch_window >= 0, "must be >= 0 seconds"),
         ("workers.status_delay", 0 <= w.status_delay <= 5, "must be between 0 and 5 seconds"),
         ("workers.unknown_task_grace", w.unknown_task_grace >= 0, "must be >= 0 seconds"),
+        ("workers.startup_wait", w.startup_wait >= 0, "must be >= 0 seconds"),
     ]
 
 

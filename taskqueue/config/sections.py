@@ -51,6 +51,9 @@ class WorkerSettings:
     #: Seconds a task that no live worker serves waits (a deploy may be rolling out the
     #: worker that does) before it is dead-lettered as unknown-task.
     unknown_task_grace: float = 300.0
+    #: Seconds ``taskqueue worker`` waits for Redis to answer at start (docker-compose, a
+    #: reboot) before it exits with code 1; 0: exit at once.
+    startup_wait: float = 60.0
 
 
 @dataclass(frozen=True)
