@@ -292,7 +292,7 @@ class EmbeddedServer:
     def supervise(self) -> None:
         """Restart the server from this process whenever it dies (see taskqueue.embedded_supervisor)."""
         with self._guard:
-            if self.supervisor is None:
+            if self.supervisor is None or not self.supervisor.running:  # none yet, or it died
                 self.supervisor = Supervisor(self)
                 self.supervisor.start()
 

@@ -251,3 +251,40 @@ def test_argument_errors(queue: TaskQueue) -> None:
         queue.health_check(expected_workers="2")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_pending_age must be a number >= 0, got -1"):
         queue.health_check(max_pending_age=-1)
+
+
+class _Restarted:
+    """The report of an embedded server restarted ``ago`` seconds back (taskqueue.embedded)."""
+
+    def __init__(self, ago: float) -> None:
+        now = time.time()
+        self.state = {
+            "data_dir": "/data",
+            "log": "/data/server.log",
+            "pid": 42,
+            "restarts": 2,
+            "first_started_at": now - 3600,
+            "last_exit": "killed by SIGKILL",
+            "last_exit_noticed_at": now - ago - 0.05,
+            "last_restart_at": now - ago,
+        }
+
+    def report(self) -> dict[str, object]:
+        return dict(self.state)
+
+
+@pytest.mark.parametrize(("ago", "status"), [(5.0, "degraded"), (3600.0, "healthy")])
+def test_a_restart_of_the_embedded_server_is_reported_and_degrades_for_a_while(
+    queue: TaskQueue, monkeypatch: pytest.MonkeyPatch, ago: float, status: str
+) -> None:
+    """Degraded while the restart is recent (someone should read why the server died),
+    then only mentioned; the figures stay in the details either way."""
+    from taskqueue import embedded
+
+    monkeypatch.setattr(embedded, "server_for", lambda url: _Restarted(ago) if url == queue.url else None)
+    component = queue.health_check().components["redis"]
+    assert component.status == status, component
+    assert "killed by SIGKILL) and was restarted at" in component.message
+    assert "(pid 42, down 0.05 s); 2 restart(s) since" in component.message
+    assert component.message.endswith("see /data/server.log")
+    assert component.details["embedded"]["restarts"] == 2 and component.details["ping_ms"] >= 0
