@@ -60,14 +60,14 @@ def test_a_run_that_leaves_a_child_process_alive_fails(pytester: pytest.Pytester
         """
         import subprocess, sys
         def test_forgets_its_child(tmp_path):
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            child = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait(60)"])
             (tmp_path.parent / "child.pid").write_text(str(child.pid))
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
-        ["*1 child process(es) still alive at the end of the run:*", "*time.sleep(60)*"]
+        ["*1 child process(es) still alive at the end of the run:*", "*threading.Event().wait(60)*"]
     )
     pid = int(next(pytester.path.parent.rglob("child.pid")).read_text())
     assert not _alive(pid), "the leftover child was listed but not stopped"
