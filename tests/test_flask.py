@@ -910,6 +910,20 @@ def test_flask_taskqueue_worker_runs_the_app_tasks_and_stops_on_sigterm(app_queu
     assert _pools(q) == []
 
 
+def test_flask_taskqueue_worker_waits_for_redis_then_exits_1_naming_it(example) -> None:
+    port = _free_port()
+    server, _ = example(
+        {"TASK_QUEUE_START_WORKERS": False},
+        url=f"redis://:hunter2@127.0.0.1:{port}/0",
+        redis={"retry_attempts": 1, "retry_max_seconds": 0, "connection_timeout": 0.2},
+        workers={"startup_wait": 0.5},
+    )
+    result = server.server.app.test_cli_runner().invoke(args=["taskqueue", "worker"])
+    assert result.exit_code == 1, result.output
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0 within 0.5 s" in result.output
+    assert "hunter2" not in result.output
+
+
 # -- the example page in a browser ---------------------------------------------------------
 @pytest.mark.browser
 def test_example_page_submits_a_job_and_shows_its_result(example, artifacts_dir, tmp_path) -> None:

@@ -12,6 +12,7 @@ import click
 from flask.cli import AppGroup
 
 from taskqueue import cli
+from taskqueue.cli.app import wait_for_redis
 from taskqueue.integrations.flask.state import current_state
 from taskqueue.queue import TaskQueue
 
@@ -48,7 +49,9 @@ def cli_group() -> click.Group:
         The app's own start_workers pool does not start under this command.
         """
         cli.configure_logging(log_level)
-        cli.run_worker(ctx, _ready_queue(), workers, queues, scheduler, autoscale, metrics_port)
+        q = current_state().queue  # waits for Redis for workers.startup_wait, as `taskqueue worker`
+        q = wait_for_redis(q, q.settings.workers.startup_wait)
+        cli.run_worker(ctx, q, workers, queues, scheduler, autoscale, metrics_port)
 
     @group.command("status")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
