@@ -20,6 +20,7 @@ its end, listing them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -266,27 +267,30 @@ def _describe(p: psutil.Process) -> str:
         return f"pid {p.pid}"
 
 
+@contextlib.contextmanager
+def _stopping_on_failure() -> Iterator[None]:
+    """Stop the child processes started inside the block when it raises."""
+    started = _process_clock()
+    try:
+        yield
+    except BaseException:
+        _stop(_children_since(started))
+        raise
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
     """A fixture that fails after starting a process (a server that then refused an ACL
     rule, say) never reaches its teardown: stop what it started."""
-    started = _process_clock()
-    try:
+    with _stopping_on_failure():
         return (yield)
-    except BaseException:
-        _stop(_children_since(started))
-        raise
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     """The same for a test body that fails between starting a process and stopping it."""
-    started = _process_clock()
-    try:
+    with _stopping_on_failure():
         return (yield)
-    except BaseException:
-        _stop(_children_since(started))
-        raise
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

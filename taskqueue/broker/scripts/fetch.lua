@@ -79,6 +79,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT',
   end
 end
 
+-- Bury a task that no live worker served for the grace period (first seen at since).
+local function bury_unserved(id, name, queue, since)
+  redis.call('ZREM', unserved, id)
+  dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. name ..
+    "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+end
+
 -- 2b. Parked tasks whose grace ran out: still no live worker serves them.
 if window > 0 then
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', unserved, '-inf', now - grace, 'LIMIT', 0, batch)) do
@@ -86,9 +93,7 @@ if window > 0 then
     local f = redis.call('HMGET', tp .. id, 'status', 'name', 'queue', 'unserved_ms')
     if f[2] then redis.call('LREM', parked .. f[2], 1, id) end
     if f[1] == 'PENDING' and f[3] then
-      local waited = math.floor((now - (tonumber(f[4]) or now)) / 1000)
-      dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. (f[2] or '') ..
-        "' on queue " .. f[3] .. ' (waited ' .. waited .. ' s for one)', now, dead_args(f[3]))
+      bury_unserved(id, f[2] or '', f[3], tonumber(f[4]) or now)
     end
   end
 end
@@ -184,9 +189,7 @@ local function not_mine(queue, id, fields)
   end
   local since = tonumber(fields[8]) or now
   if now - since >= grace then
-    redis.call('ZREM', unserved, id)
-    dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. name ..
-      "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+    bury_unserved(id, name, queue, since)
     return true
   end
   if not fields[8] then
