@@ -18,7 +18,9 @@ from redis.connection import parse_url
 
 from taskqueue.errors import ConfigurationError
 
-SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "memory")
+SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster", "memory")
+#: Schemes served by redis-py's ``RedisCluster``.
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 MASK = "***"
 #: The password of ``scheme://user:password@host`` (the user part may be empty).
 _USERINFO_PASSWORD = re.compile(r"(?P<head>[a-z+]+://[^:/@]*:)(?P<secret>[^@]*)(?=@)", re.IGNORECASE)
@@ -36,6 +38,49 @@ def mask_url(url: str) -> str:
 def scheme_of(url: str) -> str:
     """The scheme, lower case; "" when the URL has none."""
     return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+@dataclass(frozen=True)
+class ClusterAddress:
+    """``redis+cluster://[user:password@]host:port[,host:port]/``, parsed: the startup nodes."""
+
+    nodes: tuple[tuple[str, int], ...]
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def _host_list(hosts: str, example: str, default_port: int, what: str) -> tuple[tuple[str, int], ...]:
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.strip().rpartition(":") if ":" in host else (host.strip(), "", "")
+        if not name:
+            raise ValueError(f"no host in {host.strip() or '(empty)'!r}; e.g. {example}")
+        if port and not port.isdigit():
+            raise ValueError(f"the port of {what} {name!r} must be a number, got {port!r}")
+        nodes.append((name, int(port or default_port)))
+    return tuple(nodes)
+
+
+def parse_cluster(url: str) -> ClusterAddress:
+    """Split a cluster URL into startup nodes and credentials; ValueError saying what is wrong.
+
+    A cluster has no databases (only db 0), so a path other than ``/`` is refused.
+    """
+    parts = urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = auth.partition(":")
+    example = "redis+cluster://host:7000,host:7001/"
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(
+            f"a Redis Cluster has only database 0; drop {parts.path!r} from the URL, e.g. {example}"
+        )
+    return ClusterAddress(
+        nodes=_host_list(hosts, example, 6379, "node"),
+        tls=scheme_of(url) == "rediss+cluster",
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+    )
 
 
 @dataclass(frozen=True)
@@ -58,21 +103,12 @@ def parse_sentinel(url: str) -> SentinelAddress:
     path = [p for p in parts.path.split("/") if p]
     if not path:
         raise ValueError("a sentinel URL names the service: redis+sentinel://host:26379/mymaster[/db]")
-    nodes = []
-    for host in hosts.split(","):
-        name, _, port = host.strip().rpartition(":") if ":" in host else (host.strip(), "", "")
-        if not name:
-            raise ValueError(
-                f"no host in {host.strip() or '(empty)'!r}; e.g. redis+sentinel://host:26379/mymaster"
-            )
-        if port and not port.isdigit():
-            raise ValueError(f"the port of sentinel {name!r} must be a number, got {port!r}")
-        nodes.append((name, int(port or SENTINEL_PORT)))
+    nodes = _host_list(hosts, "redis+sentinel://host:26379/mymaster", SENTINEL_PORT, "sentinel")
     if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError("the database after the service must be a number: redis+sentinel://host/mymaster/0")
     query = parse_qs(parts.query)
     return SentinelAddress(
-        nodes=tuple(nodes),
+        nodes=nodes,
         service=path[0],
         db=int(path[1]) if len(path) == 2 else 0,
         username=unquote(username) or None,
@@ -94,9 +130,9 @@ def url_problem(url: str) -> str | None:
             f"unsupported scheme {scheme or '(none)'!r}; use one of "
             f"{', '.join(s + '://' for s in SCHEMES)} (or leave empty for the embedded server)"
         )
-    if scheme == "redis+sentinel":
+    if scheme in ("redis+sentinel", *CLUSTER_SCHEMES):
         try:
-            parse_sentinel(url)
+            (parse_sentinel if scheme == "redis+sentinel" else parse_cluster)(url)
         except ValueError as exc:
             return str(exc)
     elif scheme != "memory":
@@ -129,11 +165,14 @@ def check_url(url: str, what: str = "redis.url") -> str:
 
 
 __all__ = [
+    "CLUSTER_SCHEMES",
     "MASK",
+    "ClusterAddress",
     "SCHEMES",
     "SentinelAddress",
     "check_url",
     "mask_url",
+    "parse_cluster",
     "parse_sentinel",
     "scheme_of",
     "url_problem",

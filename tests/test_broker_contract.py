@@ -221,7 +221,7 @@ class TestWorkerLink:
         broker.client.zadd(broker.keys.leases, {"a": 1, "b": 1})  # as if about to expire
         seconds, micros = broker.client.time()
         before_ms = seconds * 1000 + micros // 1000
-        cancelled, lost = broker.heartbeat("w1", {"host": "h"}, [("a", a.token), ("b", "stale-token")], 5.0)
+        cancelled, lost = broker.heartbeat("w1", {"host": "h"}, [("a", a.token, a.queue), ("b", "stale-token", a.queue)], 5.0)
         assert (cancelled, lost) == ([], ["b"])
         renewed = broker.client.zscore(broker.keys.leases, "a")
         assert renewed is not None and renewed >= before_ms + SETTINGS.lease_seconds * 1000

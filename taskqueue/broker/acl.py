@@ -40,7 +40,7 @@ CLIENT_COMMANDS = (
     "evalsha", "script|load", "multi", "exec", "ping", "time", "info", "client|setinfo",
     "blpop", "brpoplpush", "rpush", "lrange", "llen", "del", "expire", "pexpire",
     "hgetall", "zrange", "zrangebyscore", "zcard", "zrem", "sadd", "srem", "smembers", "lindex",
-    "watch", "unwatch",
+    "watch", "unwatch", "wait",
 )  # fmt: skip
 
 #: Called inside the Lua scripts (ACL rules apply there too).
@@ -88,7 +88,7 @@ def acl_rules(namespace: str = "taskqueue", version: str | Sequence[int] | None 
     """The rules of ``ACL SETUSER`` (without the user name and password) for a server of
     ``version`` (None: 7.2 and later, Valkey 7.2 and 8)."""
     return [
-        "resetkeys", f"~{Keys(namespace).base}*", "resetchannels", "-@all",
+        "resetkeys", f"~{Keys(namespace).base}*", f"~{{{namespace}/*", "resetchannels", "-@all",
         *(f"+{c}" for c in acl_commands(version)),
     ]  # fmt: skip
 

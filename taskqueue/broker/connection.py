@@ -1,4 +1,4 @@
-"""Turns a URL into a redis-py client: redis, rediss, unix, redis+sentinel, memory.
+"""Turns a URL into a redis-py client: redis, rediss, unix, redis+sentinel, redis+cluster, memory.
 
 What a valid URL is lives in ``taskqueue.urls`` (also used by the settings and
 the CLI); this module only connects.
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from taskqueue.urls import SCHEMES, check_url, mask_url, parse_sentinel
+from taskqueue.urls import CLUSTER_SCHEMES, SCHEMES, check_url, mask_url, parse_cluster, parse_sentinel
 
 if TYPE_CHECKING:
     from taskqueue.config import RedisSettings
@@ -35,10 +35,32 @@ def create_client(url: str, settings: RedisSettings) -> redis.Redis:
         return fakeredis.FakeRedis(server=server)
     if scheme == "redis+sentinel":
         return _sentinel_client(url, settings, common)
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster_client(url, settings, common)
     pool = redis.BlockingConnectionPool.from_url(
         url, max_connections=settings.pool_size, timeout=settings.connection_timeout, **common
     )
     return redis.Redis(connection_pool=pool)
+
+
+def _cluster_client(url: str, settings: RedisSettings, common: dict[str, Any]) -> redis.Redis:
+    """``redis+cluster://[user:pass@]host:port[,host:port]/``: redis-py's ``RedisCluster``,
+    which learns the slot map from any startup node and follows MOVED and ASK itself.
+
+    Typed as ``redis.Redis`` because the broker uses only the commands both share.
+    """
+    from redis.cluster import ClusterNode, RedisCluster
+
+    address = parse_cluster(url)
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+        username=address.username,
+        password=address.password,
+        ssl=address.tls,
+        max_connections=settings.pool_size,
+        **common,
+    )
+    return client  # type: ignore[return-value]
 
 
 def _sentinel_client(url: str, settings: RedisSettings, common: dict[str, Any]) -> redis.Redis:

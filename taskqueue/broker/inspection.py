@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from taskqueue.broker.core import RedisCore
+from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import Inspection
 from taskqueue.broker.records import (
     DeadEntry,
@@ -81,32 +82,38 @@ class RedisInspection(RedisCore, Inspection):
         return self.producer_call(doing, read)
 
     def queue_lengths(self, queues: Sequence[str]) -> dict[str, int]:
-        replies = self._per_queue("reading queue lengths", queues, lambda p, q: p.llen(self.keys.queue(q)))
+        replies = self._per_queue(
+            "reading queue lengths", queues, lambda p, q: p.llen(self.group(q).queue(q))
+        )
         return dict(zip(queues, replies, strict=True))
 
     def dead_count(self, queues: Sequence[str]) -> dict[str, int]:
-        replies = self._per_queue("counting dead letters", queues, lambda p, q: p.zcard(self.keys.dead(q)))
+        replies = self._per_queue(
+            "counting dead letters", queues, lambda p, q: p.zcard(self.group(q).dead(q))
+        )
         return dict(zip(queues, replies, strict=True))
 
     def stats(self, queues: Sequence[str]) -> dict[str, dict[str, int]]:
-        replies = self._per_queue("reading counters", queues, lambda p, q: p.hgetall(self.keys.stats(q)))
+        replies = self._per_queue("reading counters", queues, lambda p, q: p.hgetall(self.group(q).stats(q)))
         return {q: {text(k): int(v) for k, v in h.items()} for q, h in zip(queues, replies, strict=True)}
 
     def dead_ids(self, queue: str, limit: int = 1000) -> list[str]:
         ids = self.producer_call(
             f"listing dead letters of {queue}",
-            lambda: self.client.zrange(self.keys.dead(queue), 0, limit - 1),
+            lambda: self.client.zrange(self.group(queue).dead(queue), 0, limit - 1),
         )
         return [text(i) for i in ids]
 
     def forget_dead(self, queue: str, ids: Sequence[str]) -> None:
         """Drop dead-letter entries whose task data has expired."""
         if ids:
-            self.producer_call("pruning dead letters", lambda: self.client.zrem(self.keys.dead(queue), *ids))
+            self.producer_call(
+                "pruning dead letters", lambda: self.client.zrem(self.group(queue).dead(queue), *ids)
+            )
 
     def requeue_dead(self, queue: str, task_id: str | None = None) -> int:
         """Move one dead letter (or all of a queue's, a batch per call) back to its queue."""
-        k = self.keys
+        k = self.group(queue)
         keys = [k.dead(queue), k.task_prefix, k.queue_prefix, k.wake_prefix, k.done_prefix]
         total = 0
         while True:
@@ -120,10 +127,10 @@ class RedisInspection(RedisCore, Inspection):
             if task_id or n < _REQUEUE_BATCH:
                 return total
 
-    def _purge(self, key: str, kind: str, queue: str = "") -> int:
+    def _purge(self, key: str, kind: str, queue: str) -> int:
         """Delete the tasks listed in ``key`` (a queue "list" or a dead-letter "zset"), in batches,
         or ("parked") the tasks of ``queue`` that wait for a worker serving their name."""
-        k = self.keys
+        k = self.group(queue)
         keys = [key, k.task_prefix, k.history_prefix, k.done_prefix, k.unserved, k.parked_prefix]
         args = [_PURGE_BATCH, kind, queue]
         total = 0
@@ -135,20 +142,30 @@ class RedisInspection(RedisCore, Inspection):
 
     def purge_queue(self, queue: str) -> int:
         """The queue's pending tasks, those parked for want of a worker serving them included."""
-        return self._purge(self.keys.queue(queue), "list") + self._purge(
-            self.keys.queue(queue), "parked", queue
-        )
+        key = self.group(queue).queue(queue)
+        return self._purge(key, "list", queue) + self._purge(key, "parked", queue)
 
     def purge_dead(self, queue: str) -> int:
-        return self._purge(self.keys.dead(queue), "zset")
+        return self._purge(self.group(queue).dead(queue), "zset", queue)
 
     def pause(self, queue: str, paused: bool = True) -> None:
         op = self.client.sadd if paused else self.client.srem
-        self.producer_call("pausing a queue", lambda: op(self.keys.paused, queue))
+        self.producer_call("pausing a queue", lambda: op(self.group(queue).paused, queue))
 
     def paused_queues(self) -> set[str]:
-        members = self.producer_call("reading paused queues", lambda: self.client.smembers(self.keys.paused))
-        return {text(q) for q in members}
+        groups = self._all_groups()
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for k in groups:
+                pipe.smembers(k.paused)
+            return pipe.execute()
+
+        return {text(q) for members in self.producer_call("reading paused queues", read) for q in members}
+
+    def _all_groups(self) -> list[Keys]:
+        """The slot groups of every configured queue (one on a single server)."""
+        return [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
 
     # -- workers and the autoscaler ------------------------------------------------------------
     def live_workers(self) -> dict[str, dict[str, Any]]:
@@ -175,30 +192,21 @@ class RedisInspection(RedisCore, Inspection):
     def snapshot(self, queues: Sequence[str], dead_limit: int = 20, scheduled_limit: int = 20) -> Snapshot:
         """Everything a monitor shows in one round trip (one read-only script), whatever
         the queue sizes: see ``scripts/snapshot.lua``."""
-        k = self.keys
-        keys = [
-            k.workers,
-            k.leases,
-            k.scheduled,
-            k.paused,
-            k.worker_prefix,
-            k.task_prefix,
-            k.queue_prefix,
-            k.dead_prefix,
-            k.stats_prefix,
-            k.periodic,
-            k.periodic_due,
-            k.metrics_prefix,
-            k.autoscaler,
-            k.unserved,
-        ]
-        args = [max(0, int(dead_limit)), max(0, int(scheduled_limit)), *queues]
+        args = [max(0, int(dead_limit)), max(0, int(scheduled_limit))]
+        groups = self.keys.groups(queues)
+        # On a cluster the queue groups' calls see no workers, and one more call in the
+        # namespace-wide group reads just those; on a single server one call reads all.
+        calls = [(k, members) for k, members in groups]
+        if self.keys.cluster or not calls:
+            calls.append((self.keys.namespace_wide, []))
 
         def build(pipe: Any) -> None:
-            self.scripts.queue(pipe, "snapshot", keys, args)
+            for k, members in calls:
+                self.scripts.queue(pipe, "snapshot", _snapshot_keys(k), [*args, *members])
 
-        reply = self.producer_call("reading a snapshot", lambda: self._pipeline(build)[0])
-        return _decode_snapshot(list(queues), reply)
+        replies = self.producer_call("reading a snapshot", lambda: self._pipeline(build))
+        order = [q for _, members in calls for q in members]
+        return _decode_snapshot(order, _merge_snapshots(replies, dead_limit, scheduled_limit))
 
     # -- metrics ----------------------------------------------------------------------------
     def read_metrics(self, queues: Sequence[str]) -> MetricsReading:
@@ -219,26 +227,35 @@ class RedisInspection(RedisCore, Inspection):
         unserved counts, and per queue its length, dead letters, counters, histograms
         and head task id. Returns the reading
         (without workers and oldest), the live worker ids, and queue -> head task id."""
-        k = self.keys
+        ns = self.keys.namespace_wide
+        groups = [k for k, _ in self.keys.groups(queues)] or [ns]
         pipe = self.client.pipeline(transaction=False)
-        pipe.time()
-        pipe.zrange(k.workers, 0, -1, withscores=True)
-        pipe.zcard(k.leases)
-        pipe.zcard(k.scheduled)
-        pipe.smembers(k.paused)
-        pipe.hgetall(k.autoscaler)
-        pipe.zcard(k.unserved)
+        if not self.keys.cluster:  # a cluster pipeline refuses TIME: asked of any node below
+            pipe.time()
+        pipe.zrange(ns.workers, 0, -1, withscores=True)
+        pipe.hgetall(ns.autoscaler)
+        for g in groups:
+            pipe.zcard(g.leases)
+            pipe.zcard(g.scheduled)
+            pipe.smembers(g.paused)
+            pipe.zcard(g.unserved)
         for q in queues:
+            k = self.group(q)
             pipe.llen(k.queue(q))
             pipe.zcard(k.dead(q))
             pipe.hgetall(k.stats(q))
             pipe.hgetall(k.metrics(q))
             pipe.lindex(k.queue(q), 0)
         replies = pipe.execute()
-        t, members, leased, scheduled, paused, autoscaler, unserved = replies[:7]
-        now_ms = server_ms(t)
+        now_ms = server_ms(self.client.time() if self.keys.cluster else replies.pop(0))
+        members, autoscaler = replies[:2]
+        sums = replies[2 : 2 + 4 * len(groups)]
+        leased, scheduled = sum(sums[0::4]), sum(sums[1::4])
+        paused = {p for group in sums[2::4] for p in group}
+        unserved = sum(sums[3::4])
+        first = 2 + 4 * len(groups)
         per_queue = dict(
-            zip(queues, (replies[7 + 5 * i : 12 + 5 * i] for i in range(len(queues))), strict=True)
+            zip(queues, (replies[first + 5 * i : first + 5 + 5 * i] for i in range(len(queues))), strict=True)
         )
         reading = MetricsReading(
             now_ms=now_ms,
@@ -264,12 +281,12 @@ class RedisInspection(RedisCore, Inspection):
     ) -> None:
         """Second round trip (skipped when there is nothing to read): the live workers'
         registry info and the (enqueued, due) times of each queue's head task."""
-        k = self.keys
+        ns = self.keys.namespace_wide
         pipe = self.client.pipeline(transaction=False)
         for worker_id in live:
-            pipe.hgetall(k.worker(worker_id))
-        for task_id in heads.values():
-            pipe.hmget(k.task(task_id), "enqueued_ms", "due_ms")
+            pipe.hgetall(ns.worker(worker_id))
+        for queue, task_id in heads.items():
+            pipe.hmget(self.group(queue).task(task_id), "enqueued_ms", "due_ms")
         second = pipe.execute() if live or heads else []
         # A worker whose hash expired between the two reads is gone: leave it out.
         reading.workers = {w: worker_info(h) for w, h in zip(live, second, strict=False) if h}
@@ -278,6 +295,47 @@ class RedisInspection(RedisCore, Inspection):
             for q, f in zip(heads, second[len(live) :], strict=True)
             if f[0] is not None
         }
+
+
+def _snapshot_keys(k: Keys) -> list[str]:
+    """KEYS of ``snapshot.lua`` in one slot group."""
+    return [
+        k.workers,
+        k.leases,
+        k.scheduled,
+        k.paused,
+        k.worker_prefix,
+        k.task_prefix,
+        k.queue_prefix,
+        k.dead_prefix,
+        k.stats_prefix,
+        k.periodic,
+        k.periodic_due,
+        k.metrics_prefix,
+        k.autoscaler,
+        k.unserved,
+    ]
+
+
+def _merge_snapshots(replies: list[Any], dead_limit: int, scheduled_limit: int) -> list[Any]:
+    """Several groups' ``snapshot.lua`` replies (a cluster) as one; one reply stays as it is."""
+    if len(replies) == 1:
+        return list(replies[0])
+    merged = [
+        min(int(r[0]) for r in replies),
+        sum(int(r[1]) for r in replies),
+        sum(int(r[2]) for r in replies),
+        [p for r in replies for p in r[3]],
+        [w for r in replies for w in r[4]],
+        [row for r in replies for row in r[5]],
+        sorted((e for r in replies for e in r[6]), key=lambda e: -int(e[1]))[: max(0, dead_limit)],
+        sorted((e for r in replies for e in r[7]), key=lambda e: int(e[1]))[: max(0, scheduled_limit)],
+        [x for r in replies for x in r[8]],
+        [x for r in replies for x in r[9]],
+        [x for r in replies for x in r[10]],
+        sum(int(r[11]) for r in replies),
+    ]
+    return merged
 
 
 def _decode_snapshot(queues: list[str], reply: list[Any]) -> Snapshot:

@@ -1,30 +1,67 @@
 """The Redis key layout: the only place a key name is spelled.
 
-Every key of one namespace carries the hash tag ``{namespace}``, so on Redis
-Cluster they all live in one slot. That is what lets one Lua script take
-from the highest-priority non-empty queue, lease the task and update its
-state atomically. The cost: one namespace is served by one cluster node;
-spread load over a cluster with several namespaces (one ``TaskQueue`` each),
-not by spreading one namespace's queues.
+Keys come in slot groups, each under one hash tag, because a Lua script may
+only touch keys of one slot (Redis Cluster refuses the others) and what must
+be atomic (a task's state with its queue entry and its lease) is done by one
+script:
 
-Scripts that act on tasks they only learn about while running (the fetch
-script pops ids, then touches those tasks) receive key *prefixes* in KEYS
-(``task_prefix`` and friends below). Keys derived from them keep the hash
-tag, so they stay in the declared slot.
+- on a single server (and Sentinel) there is one group, ``{namespace}``, so one
+  script takes from the highest-priority non-empty queue of all a worker
+  serves, leases the task and updates its state atomically;
+- on a Redis Cluster every queue is its own group, ``{namespace/queue}``: its
+  list, its tasks (hash, history, result signal, logs), its leases, scheduled
+  tasks, dead letters, counters, metrics, periodic definitions and the task
+  registry entries of that queue. So the queues of one namespace spread over
+  the masters. A few keys are namespace-wide and stay in ``{namespace}``: the
+  worker registry, control and wake-up lists of worker processes, the task
+  names and definitions workers publish, and the autoscaler counters.
+
+``Keys.for_queue(queue)`` gives a queue's group (on a single server: the same
+``Keys``); callers make one script call per group (``groups``). Scripts that
+act on tasks they only learn about while running (the fetch script pops ids,
+then touches those tasks) receive key *prefixes* in KEYS (``task_prefix``
+and friends below). Keys derived from them keep the hash tag, so they stay
+in the declared slot.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from functools import cache
 
 
 @dataclass(frozen=True)
 class Keys:
     namespace: str = "taskqueue"
+    #: True on a Redis Cluster: each queue gets a slot group of its own.
+    cluster: bool = False
+    #: The queue whose slot group these keys name ('' : the namespace-wide group).
+    queue_group: str = ""
 
     @property
     def base(self) -> str:
-        return "{" + self.namespace + "}:"
+        tag = self.namespace + ("/" + self.queue_group if self.queue_group else "")
+        return "{" + tag + "}:"
+
+    def for_queue(self, queue: str) -> Keys:
+        """The keys of ``queue``'s slot group (on a single server: these keys)."""
+        return _queue_keys(self, queue) if self.cluster else self
+
+    @property
+    def namespace_wide(self) -> Keys:
+        """The keys of the namespace-wide group (workers, control lists, task names)."""
+        return replace(self, queue_group="") if self.queue_group else self
+
+    def groups(self, queues: Iterable[str]) -> list[tuple[Keys, list[str]]]:
+        """``queues`` split by slot group, in their order: one script call per group.
+
+        A single server has one group holding every queue; a cluster one group per queue.
+        """
+        out: dict[Keys, list[str]] = {}
+        for queue in queues:
+            out.setdefault(self.for_queue(queue), []).append(queue)
+        return list(out.items())
 
     # Per task -------------------------------------------------------------
     @property
@@ -227,3 +264,8 @@ class Keys:
         """ZSET task id -> when (ms) a fetch first found no live worker serving it; the task
         is dead-lettered as unknown-task once ``workers.unknown_task_grace`` has passed."""
         return self.base + "unserved"
+
+
+@cache
+def _queue_keys(keys: Keys, queue: str) -> Keys:
+    return replace(keys, queue_group=queue)

@@ -112,11 +112,12 @@ class WorkerLink(Protocol):
         self,
         worker_id: str,
         info: dict[str, Any],
-        held: Sequence[tuple[str, str]],
+        held: Sequence[tuple[str, str, str]],
         registry_ttl: float,
         taskset: TaskSet | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Publish the worker and its task set, renew its leases; returns (cancelled ids, lost ids)."""
+        """Publish the worker and its task set, renew the leases ``held`` (task id, token,
+        queue); returns (cancelled ids, lost ids)."""
 
     def mark_started(
         self, marks: Sequence[tuple[Delivery, int]], worker_id: str, info: dict[str, Any] | None = None

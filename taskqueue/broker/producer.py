@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskqueue.broker.core import RedisCore
+from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import Producer
 from taskqueue.broker.records import EnqueueRequest, TaskRecord, pairs, text
 from taskqueue.status import as_read
@@ -38,16 +39,33 @@ class RedisProducer(RedisCore, Producer):
     """``Producer`` on Redis: each write is one script call, each read one pipeline."""
 
     def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
-        """Write tasks with one script call: one round trip, and all of them or none."""
+        """Write tasks with one script call per slot group, pipelined: one round trip.
+
+        On a single server that is one script call, so all of them or none; on a
+        cluster, all or none per queue (each queue is its own slot group).
+        """
         if not requests:
             return []
-        k = self.keys
-        keys = [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler, k.stats_prefix]
-        args = _enqueue_args(requests)
-        results = self.producer_call(
-            f"enqueueing {len(requests)} task(s)", lambda: self._run("enqueue", keys, args)
+        by_group: dict[Keys, list[int]] = {}
+        for i, req in enumerate(requests):
+            by_group.setdefault(self.keys.for_queue(req.queue), []).append(i)
+            self.remember(req.id, req.queue)
+
+        def build(pipe: Any) -> None:
+            for k, members in by_group.items():
+                keys = [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler]
+                keys.append(k.stats_prefix)
+                self.scripts.queue(pipe, "enqueue", keys, _enqueue_args([requests[i] for i in members]))
+
+        durable = [k.task_prefix for k in by_group]
+        replies = self.producer_call(
+            f"enqueueing {len(requests)} task(s)", lambda: self._pipeline(build, durable=durable)
         )
-        return [bool(r) for r in results]
+        results: list[bool] = [False] * len(requests)
+        for members, reply in zip(by_group.values(), replies, strict=True):
+            for i, r in zip(members, reply, strict=True):
+                results[i] = bool(r)
+        return results
 
     def cancel(self, task_id: str) -> str | None:
         """Cancel one task; its previous status (None: no such task)."""
@@ -57,11 +75,17 @@ class RedisProducer(RedisCore, Producer):
         """``cancel`` for many tasks in one round trip; each one's previous status."""
         if not task_ids:
             return []
-        k = self.keys
         ttl = int(self.settings.tasks.result_ttl * 1000)
+        doing = (
+            f"cancelling task {task_ids[0]}" if len(task_ids) == 1 else f"cancelling {len(task_ids)} tasks"
+        )
+        groups = self.producer_call(doing, lambda: self.groups_of(task_ids))
+        # The worker holding a running task hears of it on its control list, which is
+        # namespace-wide: on a cluster the script names the worker and we tell it here.
+        tell = "0" if self.keys.cluster else "1"
 
         def build(pipe: Any) -> None:
-            for task_id in task_ids:
+            for task_id, k in zip(task_ids, groups, strict=True):
                 self.scripts.queue(
                     pipe,
                     "cancel",
@@ -74,21 +98,33 @@ class RedisProducer(RedisCore, Producer):
                         k.control_prefix,
                         k.unserved,
                     ],
-                    [task_id, ttl],
+                    [task_id, ttl, tell],
                 )
 
-        doing = (
-            f"cancelling task {task_ids[0]}" if len(task_ids) == 1 else f"cancelling {len(task_ids)} tasks"
-        )
         replies = self.producer_call(doing, lambda: self._pipeline(build))
-        return [text(r) if r else None for r in replies]
+        for task_id, (_, worker) in zip(task_ids, replies, strict=True):
+            if worker:
+                self._tell_worker(text(worker), task_id)
+        return [text(status) if status else None for status, _ in replies]
+
+    def _tell_worker(self, worker_id: str, task_id: str) -> None:
+        key = self.keys.control(worker_id)
+
+        def send() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(key, task_id)
+            pipe.pexpire(key, 60000)
+            pipe.execute()
+
+        self.producer_call(f"asking worker {worker_id} to cancel task {task_id}", send)
 
     def get_task(self, task_id: str, *, history: bool = False) -> TaskRecord | None:
         def read() -> list[Any]:
+            (k,) = self.groups_of([task_id])
             pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(self.keys.task(task_id))
+            pipe.hgetall(k.task(task_id))
             if history:
-                pipe.lrange(self.keys.history(task_id), 0, -1)
+                pipe.lrange(k.history(task_id), 0, -1)
             return pipe.execute()
 
         replies = self.producer_call(f"reading task {task_id}", read)
@@ -99,10 +135,10 @@ class RedisProducer(RedisCore, Producer):
 
         def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for task_id in task_ids:
-                pipe.hgetall(self.keys.task(task_id))
+            for task_id, k in zip(task_ids, self.groups_of(task_ids), strict=True):
+                pipe.hgetall(k.task(task_id))
                 if history:
-                    pipe.lrange(self.keys.history(task_id), 0, -1)
+                    pipe.lrange(k.history(task_id), 0, -1)
             return pipe.execute()
 
         replies = self.producer_call(f"reading {len(task_ids)} tasks", read)
@@ -117,8 +153,8 @@ class RedisProducer(RedisCore, Producer):
 
         def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
-            for task_id in task_ids:
-                pipe.hget(self.keys.task(task_id), "status")
+            for task_id, k in zip(task_ids, self.groups_of(task_ids), strict=True):
+                pipe.hget(k.task(task_id), "status")
             return pipe.execute()
 
         return [as_read(text(s)) for s in self.producer_call(f"reading {len(task_ids)} statuses", read)]
@@ -126,14 +162,16 @@ class RedisProducer(RedisCore, Producer):
     def task_logs(self, task_id: str) -> list[str]:
         """The stored output lines of a task (each with its kind letter, see ``taskqueue.capture``)."""
         lines = self.producer_call(
-            f"reading the logs of task {task_id}", lambda: self.client.lrange(self.keys.logs(task_id), 0, -1)
+            f"reading the logs of task {task_id}",
+            lambda: self.client.lrange(self.groups_of([task_id])[0].logs(task_id), 0, -1),
         )
         return [text(line) for line in lines]
 
     def watch(self, task_id: str) -> TaskRecord | None:
         """Read a task and note that somebody waits for it (so its end is signalled)."""
         flat = self.producer_call(
-            f"reading task {task_id}", lambda: self._run("watch", [self.keys.task(task_id)], [])
+            f"reading task {task_id}",
+            lambda: self._run("watch", [self.groups_of([task_id])[0].task(task_id)], []),
         )
         return TaskRecord.from_hash(task_id, pairs(flat))
 
@@ -147,7 +185,8 @@ class RedisProducer(RedisCore, Producer):
         (fakeredis answers BLMOVE on an empty list at once, so every ``result()``
         would spin).
         """
-        key = self.keys.done(task_id)
+        (k,) = self.producer_call(f"finding task {task_id}", lambda: self.groups_of([task_id]))
+        key = k.done(task_id)
         # Keep each blocking call under the socket timeout.
         step = max(0.01, min(timeout, self.settings.redis.command_timeout * 0.8))
         return bool(

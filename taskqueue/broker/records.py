@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +105,17 @@ class FetchResult:
             for i in range(4, len(reply), 6)
         ]
         return cls(deliveries, now, next_due, dropped, bool(missing))
+
+    def merged(self, more: FetchResult) -> FetchResult:
+        """This fetch and a later one from another slot group (cluster), as one."""
+        due = [d for d in (self.next_due_ms, more.next_due_ms) if d >= 0]
+        return FetchResult(
+            self.deliveries + more.deliveries,
+            self.now_ms,
+            min(due) if due else -1,
+            self.dropped_dead + more.dropped_dead,
+            self.taskset_missing or more.taskset_missing,
+        )
 
 
 # -- the producer side --------------------------------------------------------------------
@@ -214,6 +225,22 @@ class PromoteResult:
             (text(reply[i]), int(float(reply[i + 1])), reply[i + 2] or b"") for i in range(4, len(reply), 3)
         ]
         return cls(int(reply[0]), int(reply[1]), int(reply[2]), int(reply[3]), due)
+
+    @classmethod
+    def combined(cls, results: Sequence[PromoteResult]) -> PromoteResult:
+        """One tick over several slot groups (a cluster), as one result."""
+
+        def earliest(values: list[int]) -> int:
+            present = [v for v in values if v >= 0]
+            return min(present) if present else -1
+
+        return cls(
+            results[0].now_ms if results else 0,
+            sum(r.moved for r in results),
+            earliest([r.next_scheduled_ms for r in results]),
+            earliest([r.next_periodic_ms for r in results]),
+            [d for r in results for d in r.due_periodic],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 """The scheduler port over Redis: due work moved to its queue, periodic slots claimed once.
 
+Periodic definitions live in the slot group of their queue, so on a cluster
+the claim of a slot and the enqueue of its run stay one atomic script call.
+
 ``promote`` and ``claim_periodic`` are script calls that compare due times
 with the server clock, so schedulers on hosts with skewed clocks agree, and
 raise at once (the scheduler loop backs off). Registering definitions
@@ -9,10 +12,12 @@ and from status commands: they retry like producer calls.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from taskqueue.broker.core import RedisCore
+from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import PeriodicPlan, SchedulerLink
 from taskqueue.broker.records import PeriodicClaim, PromoteResult, server_ms, text
 
@@ -44,13 +49,19 @@ class RedisSchedulerLink(RedisCore, SchedulerLink):
         One script call: atomic, and cheap when nothing is due. ``now_ms``
         replaces the server clock (tests only).
         """
-        k = self.keys
-        reply = self._run(
-            "promote",
-            [k.scheduled, k.task_prefix, k.queue_prefix, k.wake_prefix, k.periodic_due, k.periodic],
-            [max_tasks, max_periodic, now_ms or 0],
-        )
-        return PromoteResult.from_reply(reply)
+        groups = self._all_groups()
+
+        def build(pipe: Any) -> None:
+            for k in groups:
+                keys = [k.scheduled, k.task_prefix, k.queue_prefix, k.wake_prefix, k.periodic_due, k.periodic]
+                self.scripts.queue(pipe, "promote", keys, [max_tasks, max_periodic, now_ms or 0])
+
+        results = [PromoteResult.from_reply(r) for r in self._pipeline(build)]
+        return PromoteResult.combined(results)
+
+    def _all_groups(self) -> list[Keys]:
+        """The slot groups of every configured queue (one on a single server)."""
+        return [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
 
     def claim_periodic(
         self, claims: Sequence[PeriodicClaim], now_ms: int | None = None
@@ -61,10 +72,10 @@ class RedisSchedulerLink(RedisCore, SchedulerLink):
         """
         if not claims:
             return []
-        k = self.keys
 
         def build(pipe: Any) -> None:
             for c in claims:
+                k = self.keys.for_queue(c.queue)
                 self.scripts.queue(
                     pipe,
                     "claim_periodic",
@@ -84,24 +95,31 @@ class RedisSchedulerLink(RedisCore, SchedulerLink):
     def sync_periodic(self, plan: PeriodicPlan, now_ms: int | None = None) -> None:
         """Register periodic definitions: read what is stored, let ``plan`` decide, write.
 
-        A WATCH transaction: if a scheduler claims a slot meanwhile, the read
-        is repeated, so a registration never undoes a claim.
+        A WATCH transaction per slot group: if a scheduler claims a slot
+        meanwhile, the read is repeated, so a registration never undoes a claim.
+        Each group keeps the definitions of its queue's periodic tasks; one whose
+        queue changed moves to its new group.
         """
-        k = self.keys
+        for k in self._all_groups():
 
-        def transaction(pipe: Any) -> None:
-            stored = {text(n): doc for n, doc in pipe.hgetall(k.periodic).items()}
-            due = {text(n): int(s) for n, s in pipe.zrange(k.periodic_due, 0, -1, withscores=True)}
-            now = server_ms(pipe.time()) if now_ms is None else now_ms
-            upserts, removals = plan(now, stored, due)
-            pipe.multi()
-            for name, (document, next_ms) in upserts.items():
-                pipe.hset(k.periodic, name, document)
-                pipe.zadd(k.periodic_due, {name: next_ms})
-            if removals:
-                pipe.hdel(k.periodic, *removals)
-                pipe.zrem(k.periodic_due, *removals)
+            def transaction(pipe: Any, k: Keys = k) -> None:
+                stored = {text(n): doc for n, doc in pipe.hgetall(k.periodic).items()}
+                due = {text(n): int(s) for n, s in pipe.zrange(k.periodic_due, 0, -1, withscores=True)}
+                now = server_ms(self.client.time()) if now_ms is None else now_ms
+                upserts, removals = plan(now, stored, due)
+                mine = {n: u for n, u in upserts.items() if self.keys.for_queue(_queue_of(u[0])) == k}
+                gone = set(removals) | ((set(stored) | set(due)) & (set(upserts) - set(mine)))
+                pipe.multi()
+                for name, (document, next_ms) in mine.items():
+                    pipe.hset(k.periodic, name, document)
+                    pipe.zadd(k.periodic_due, {name: next_ms})
+                if gone:
+                    pipe.hdel(k.periodic, *gone)
+                    pipe.zrem(k.periodic_due, *gone)
 
+            self._register(transaction, k)
+
+    def _register(self, transaction: Callable[[Any], None], k: Keys) -> None:
         self.producer_call(
             "registering periodic tasks",
             lambda: self.client.transaction(transaction, k.periodic, k.periodic_due),
@@ -109,16 +127,31 @@ class RedisSchedulerLink(RedisCore, SchedulerLink):
 
     def periodic_state(self) -> tuple[dict[str, bytes], dict[str, int]]:
         """The stored periodic documents and next runs (ms), as ``periodic_tasks()`` shows them."""
-        k = self.keys
+        groups = self._all_groups()
 
         def read() -> list[Any]:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hgetall(k.periodic)
-            pipe.zrange(k.periodic_due, 0, -1, withscores=True)
+            pipe = self.client.pipeline(transaction=False)
+            for k in groups:
+                pipe.hgetall(k.periodic)
+                pipe.zrange(k.periodic_due, 0, -1, withscores=True)
             return pipe.execute()
 
-        docs, due = self.producer_call("reading periodic tasks", read)
-        return {text(n): d for n, d in docs.items()}, {text(n): int(s) for n, s in due}
+        replies = self.producer_call("reading periodic tasks", read)
+        docs: dict[str, bytes] = {}
+        due: dict[str, int] = {}
+        for i in range(0, len(replies), 2):
+            docs.update({text(n): d for n, d in replies[i].items()})
+            due.update({text(n): int(s) for n, s in replies[i + 1]})
+        return docs, due
+
+
+def _queue_of(document: str) -> str:
+    """The queue a periodic definition's document names ('' when it names none)."""
+    try:
+        queue = json.loads(document).get("queue")
+    except (ValueError, AttributeError):
+        return ""
+    return queue if isinstance(queue, str) else ""
 
 
 __all__ = ["RedisSchedulerLink"]

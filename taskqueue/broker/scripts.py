@@ -40,6 +40,7 @@ NAMES = (
     "release",
     "cancel",
     "heartbeat",
+    "renew",
     "requeue_dead",
     "purge",
     "snapshot",
@@ -48,6 +49,13 @@ NAMES = (
     "watch",
     "start",
 )
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is redis-py's cluster client (or one of its pipelines)."""
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def _read(name: str) -> str:
@@ -66,14 +74,21 @@ class Scripts:
         }
 
     def load_all(self, client: redis.Redis) -> None:
+        """Load every script: in one pipeline, or on a cluster on every primary
+        (redis-py sends SCRIPT LOAD to all of them; a cluster pipeline refuses it)."""
+        if is_cluster(client):
+            for src in self.source.values():
+                client.script_load(src)
+            return
         pipe = client.pipeline(transaction=False)
         for src in self.source.values():
             pipe.script_load(src)
         pipe.execute()
 
     def queue(self, pipe: Any, name: str, keys: list[str], args: list[Any]) -> None:
-        """Add one script call to a pipeline."""
-        pipe.evalsha(self.sha[name], len(keys), *keys, *args)
+        """Add one script call to a pipeline (spelled as a raw command: redis-py's cluster
+        pipeline blocks its ``evalsha`` method but routes the command by its keys)."""
+        pipe.execute_command("EVALSHA", self.sha[name], len(keys), *keys, *args)
 
     def run(self, client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
         try:

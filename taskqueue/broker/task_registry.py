@@ -92,10 +92,8 @@ class RedisTaskRegistry(RedisCore):
         """Every task name a live worker serves, with its default queue and parameters."""
 
         def read() -> dict[str, ServedTask]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.time()
-            pipe.zrange(self.keys.task_names, 0, -1, withscores=True)
-            now, members = pipe.execute()
+            now = self.client.time()  # asked apart: a cluster pipeline refuses TIME
+            members: Any = self.client.zrange(self.keys.task_names, 0, -1, withscores=True)
             live = [(text(n), int(score)) for n, score in members if score > server_ms(now)]
             docs = self.client.hmget(self.keys.task_definitions, [n for n, _ in live]) if live else []
             return {
@@ -108,12 +106,19 @@ class RedisTaskRegistry(RedisCore):
     def unserved(self, limit: int = 10) -> Unserved:
         """How many tasks wait for a worker that serves them, and the oldest few."""
 
+        groups = [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
+
         def read() -> Unserved:
             pipe = self.client.pipeline(transaction=False)
-            pipe.zcard(self.keys.unserved)
-            pipe.zrange(self.keys.unserved, 0, max(0, limit - 1), withscores=True)
-            count, oldest = pipe.execute()
-            return Unserved(int(count), tuple((text(i), int(s)) for i, s in oldest) if limit > 0 else ())
+            for k in groups:
+                pipe.zcard(k.unserved)
+                pipe.zrange(k.unserved, 0, max(0, limit - 1), withscores=True)
+            replies = pipe.execute()
+            count = sum(int(c) for c in replies[0::2])
+            oldest = sorted(
+                ((text(i), int(s)) for group in replies[1::2] for i, s in group), key=lambda e: e[1]
+            )
+            return Unserved(count, tuple(oldest[: max(0, limit)]) if limit > 0 else ())
 
         return self.producer_call("reading unserved tasks", read)
 

@@ -10,16 +10,54 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from taskqueue.broker.core import RedisCore
+from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import Ack, WorkerLink
 from taskqueue.broker.records import Delivery, FetchResult, text
 from taskqueue.broker.task_registry import TaskSet
+from taskqueue.broker.wakeups import WakeRelay
 
 #: How many entries past the ones it takes a fetch reads to find tasks of its own task
 #: set behind tasks it cannot run (which stay in place for a worker that can).
 SCAN_WINDOW = 64
+
+#: Commands ``_peek`` queues per slot group.
+_PEEK = 5
+
+
+def _peek(pipe: Any, k: Keys, queue: str) -> None:
+    """On a cluster, the cheap look at a lower-priority queue taken along with a fetch:
+    is anything waiting, is it paused, and when its scheduled tasks, leases and unserved
+    tasks fall due, which only its own fetch script sees to."""
+    pipe.llen(k.queue(queue))
+    pipe.sismember(k.paused, queue)
+    pipe.zrange(k.scheduled, 0, 0, withscores=True)
+    pipe.zrange(k.leases, 0, 0, withscores=True)
+    pipe.zrange(k.unserved, 0, 0, withscores=True)
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _first_score(reply: Any) -> int:
+    return int(reply[0][1]) if reply else -1
+
+
+def _earliest(a: int, b: int) -> int:
+    return b if a < 0 else a if b < 0 else min(a, b)
+
+
+def _worth_visiting(peek: list[Any], now_ms: int, grace_ms: int) -> tuple[bool, int]:
+    """(whether a fetch there may find work now, the group's earliest due time or -1)."""
+    length, paused, scheduled, leases, unserved = peek
+    due = _earliest(_first_score(scheduled), _first_score(leases))
+    parked = _first_score(unserved)
+    expired = parked >= 0 and parked + grace_ms <= now_ms
+    return (int(length) > 0 and not paused) or (0 <= due <= now_ms) or expired, due
 
 
 class RedisWorkerLink(RedisCore, WorkerLink):
@@ -27,14 +65,13 @@ class RedisWorkerLink(RedisCore, WorkerLink):
 
     # -- pieces of the hot path's pipeline ---------------------------------------------
     def _fetch_call(
-        self, pipe: Any, worker_id: str, queues: Sequence[str], count: int, taskset: TaskSet | None
+        self, pipe: Any, k: Keys, worker_id: str, queues: Sequence[str], count: int, taskset: TaskSet | None
     ) -> None:
         """Queue one ``fetch.lua`` call: lease up to ``count`` tasks from ``queues``, by priority.
 
         With a task set, only tasks it names are leased; the others stay in place for
-        a worker that serves them (see ``SCAN_WINDOW``).
+        a worker that serves them (see ``SCAN_WINDOW``). ``queues`` are of ``k``'s slot group.
         """
-        k = self.keys
         dead_max, dead_ttl = self._dead
         self.scripts.queue(
             pipe,
@@ -70,9 +107,8 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             ],
         )
 
-    def _ack_call(self, pipe: Any, acks: Sequence[Ack]) -> None:
-        """Queue one ``ack.lua`` call storing every result of the batch."""
-        k = self.keys
+    def _ack_call(self, pipe: Any, k: Keys, acks: Sequence[Ack]) -> None:
+        """Queue one ``ack.lua`` call storing every result of the batch (of ``k``'s slot group)."""
         args: list[Any] = [int(self.settings.tasks.result_ttl * 1000)]
         for delivery, result, runtime_ms in acks:
             args += [delivery.id, delivery.token, delivery.queue, result, runtime_ms]
@@ -83,13 +119,13 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             args,
         )
 
-    def _logs_call(self, pipe: Any, task_id: str, lines: Sequence[str]) -> None:
+    def _logs_call(self, pipe: Any, task_id: str, queue: str, lines: Sequence[str]) -> None:
         """Append a task's captured output to its bounded list (see ``taskqueue.capture``).
 
         Queued before the outcome's script, so whoever wakes on the outcome finds the lines.
         The list lives as long as the task can still be looked at: its result or its dead letter.
         """
-        key = self.keys.logs(task_id)
+        key = self.keys.for_queue(queue).logs(task_id)
         ttl_ms = int(max(self.settings.tasks.result_ttl, self.settings.dead_letter.ttl) * 1000)
         pipe.rpush(key, *lines)
         pipe.ltrim(key, -max(1, self.settings.tasks.max_log_lines), -1)
@@ -113,24 +149,61 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         batch of silent tasks sends nothing more. ``taskset``: what this worker serves
         (None: lease any task, as a worker that knows every task would).
         """
-        unsent = [bool(logs)]
-
-        def build(pipe: Any) -> None:
-            # A repeat after NOSCRIPT must not append the lines again: they went through.
-            if unsent[0] and logs:
-                for task_id, lines in logs.items():
-                    self._logs_call(pipe, task_id, lines)
-                unsent[0] = False
-            if acks:
-                self._ack_call(pipe, acks)
-            if count > 0:
-                self._fetch_call(pipe, worker_id, queues, count, taskset)
-
         if not acks and count <= 0:
             return [], None
-        replies = self._pipeline(build)
-        stored = [bool(x) for x in replies[-2 if count > 0 else -1]] if acks else []
-        return stored, (FetchResult.from_reply(replies[-1]) if count > 0 else None)
+        groups = self.keys.groups(queues) if count > 0 else []
+        acked = self.keys.groups(a[0].queue for a in acks)
+        first = groups[0] if groups else None
+        # Plain commands peeked at the other groups (cluster only): which deserve a visit.
+        rest = groups[1:]
+        queue_of = {a[0].id: a[0].queue for a in acks}
+
+        def build(pipe: Any) -> None:
+            for task_id, lines in (logs or {}).items():
+                self._logs_call(pipe, task_id, queue_of.get(task_id, queues[0] if queues else ""), lines)
+            for k, _ in acked:
+                self._ack_call(pipe, k, [a for a in acks if self.keys.for_queue(a[0].queue) == k])
+            if first is not None:
+                self._fetch_call(pipe, first[0], worker_id, first[1], count, taskset)
+            for k, members in rest:
+                _peek(pipe, k, members[0])
+
+        replies = self._pipeline(build, durable=[k.task_prefix for k, _ in acked])
+        replies = replies[sum(3 for _ in (logs or {})) :]
+        stored = self._stored(acks, acked, replies[: len(acked)])
+        if first is None:
+            return stored, None
+        fetched = FetchResult.from_reply(replies[len(acked)])
+        self._remember(fetched)
+        peeks = replies[len(acked) + 1 :]
+        grace_ms = int(self.settings.workers.unknown_task_grace * 1000)
+        for (k, members), peek in zip(rest, _chunks(peeks, _PEEK), strict=True):
+            if len(fetched.deliveries) >= count or fetched.taskset_missing:
+                break
+            worth, due = _worth_visiting(peek, fetched.now_ms, grace_ms)
+            if not worth:
+                fetched = replace(fetched, next_due_ms=_earliest(fetched.next_due_ms, due))
+                continue
+            want = count - len(fetched.deliveries)
+
+            def build_more(pipe: Any, k: Keys = k, members: list[str] = members, want: int = want) -> None:
+                self._fetch_call(pipe, k, worker_id, members, want, taskset)
+
+            more = FetchResult.from_reply(self._pipeline(build_more)[0])
+            self._remember(more)
+            fetched = fetched.merged(more)
+        return stored, fetched
+
+    def _stored(
+        self, acks: Sequence[Ack], acked: list[tuple[Keys, list[str]]], replies: list[Any]
+    ) -> list[bool]:
+        """Per ack, in the caller's order, whether its result was stored."""
+        by_group = {k: iter(reply) for (k, _), reply in zip(acked, replies, strict=True)}
+        return [bool(next(by_group[self.keys.for_queue(a[0].queue)])) for a in acks]
+
+    def _remember(self, fetched: FetchResult) -> None:
+        for d in fetched.deliveries:
+            self.remember(d.id, d.queue)
 
     def fail(
         self,
@@ -151,7 +224,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         execution-time histogram, so slow failures show in the metrics too.
         Returns (stored, dead letters dropped to keep the dead-letter queue bounded).
         """
-        k = self.keys
+        k = self.keys.for_queue(delivery.queue)
         dead_max, dead_ttl = self._dead
         keys = [
             k.task(delivery.id),
@@ -180,18 +253,13 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             dead_ttl,
             int(runtime_ms),
         ]
-        if not logs:
-            reply = self._run("fail", keys, args)
-        else:
-            unsent = [True]
 
-            def build(pipe: Any) -> None:
-                if unsent[0]:  # not again on a repeat after NOSCRIPT: the lines went through
-                    self._logs_call(pipe, delivery.id, logs)
-                    unsent[0] = False
-                self.scripts.queue(pipe, "fail", keys, args)
+        def build(pipe: Any) -> None:
+            if logs:
+                self._logs_call(pipe, delivery.id, delivery.queue, logs)
+            self.scripts.queue(pipe, "fail", keys, args)
 
-            reply = self._pipeline(build)[-1]
+        reply = self._pipeline(build, durable=keys[:1])[-1]
         return bool(reply[0]), int(reply[1])
 
     def release(self, deliveries: Iterable[Delivery]) -> int:
@@ -200,10 +268,10 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         items = list(deliveries)
         if not items:
             return 0
-        k = self.keys
 
         def build(pipe: Any) -> None:
             for d in reversed(items):  # LPUSH in reverse keeps their order at the front
+                k = self.keys.for_queue(d.queue)
                 self.scripts.queue(
                     pipe,
                     "release",
@@ -224,57 +292,80 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         """
         if not marks and info is None:
             return []
-        args: list[Any] = [json.dumps(info) if info is not None else ""]
-        for delivery, elapsed_ms in marks:
-            args += [delivery.id, delivery.token, max(0, int(elapsed_ms))]
-        reply = self._run("start", [self.keys.task_prefix, self.keys.worker(worker_id)], args)
-        return [bool(x) for x in reply]
+        ns = self.keys.namespace_wide
+        groups = self.keys.groups(d.queue for d, _ in marks)
+        # On a single server the one call also publishes the thread states; on a cluster
+        # the worker's hash is in the namespace-wide group, so it gets a call of its own.
+        separate = self.keys.cluster or not groups
+
+        def build(pipe: Any) -> None:
+            for k, _ in groups:
+                args: list[Any] = ["" if separate or info is None else json.dumps(info)]
+                for delivery, elapsed_ms in marks:
+                    if self.keys.for_queue(delivery.queue) == k:
+                        args += [delivery.id, delivery.token, max(0, int(elapsed_ms))]
+                self.scripts.queue(pipe, "start", [k.task_prefix, k.worker(worker_id)], args)
+            if separate and info is not None:
+                self.scripts.queue(pipe, "start", [ns.task_prefix, ns.worker(worker_id)], [json.dumps(info)])
+
+        replies = self._pipeline(build)
+        by_group = {k: iter(reply) for (k, _), reply in zip(groups, replies, strict=False)}
+        return [bool(next(by_group[self.keys.for_queue(d.queue)])) for d, _ in marks]
 
     # -- the worker process ---------------------------------------------------------------
     def heartbeat(
         self,
         worker_id: str,
         info: dict[str, Any],
-        held: Sequence[tuple[str, str]],
+        held: Sequence[tuple[str, str, str]],
         registry_ttl: float,
         taskset: TaskSet | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Publish ``info`` and the task set, renew the leases of ``held`` (task id, token);
-        one script call.
+        """Publish ``info`` and the task set, renew the leases of ``held`` (task id, token,
+        queue): one ``renew.lua`` call per slot group and one ``heartbeat.lua`` call, one
+        round trip.
 
         Returns (ids whose cancellation was requested, ids whose lease was lost).
         """
-        k = self.keys
-        args: list[Any] = [
-            worker_id,
-            int(self.settings.lease_seconds * 1000),
-            int(registry_ttl * 1000),
-            json.dumps(info),
-            taskset.digest if taskset else "",
-        ]
-        queues = taskset.queues if taskset else ()
+        ns = self.keys.namespace_wide
+        ttl_ms = int(registry_ttl * 1000)
+        digest = taskset.digest if taskset else ""
+        names = taskset.names if taskset else []
         definitions = taskset.definitions if taskset else ()
-        args += [len(queues), *queues, len(definitions)]
-        for name, doc in definitions:
-            args += [name, doc]
-        for task_id, token in held:
-            args += [task_id, token]
-        keys = [
-            k.leases,
-            k.workers,
-            k.worker(worker_id),
-            k.task_prefix,
-            k.taskset(taskset.digest if taskset else ""),
-            k.servers_prefix,
-            k.task_names,
-            k.task_definitions,
-            k.parked_prefix,
-            k.queue_prefix,
-            k.wake_prefix,
-            k.unserved,
-        ]
-        cancelled, lost = self._run("heartbeat", keys, args)
-        return [text(c) for c in cancelled], [text(x) for x in lost]
+        served = self.keys.groups(taskset.queues if taskset else ())
+        held_groups = self.keys.groups(queue for _, _, queue in held)
+        groups = list(dict.fromkeys([k for k, _ in served] + [k for k, _ in held_groups]))
+        served_in = dict(served)
+
+        def build(pipe: Any) -> None:
+            for k in groups:
+                queues = served_in.get(k, [])
+                args: list[Any] = [int(self.settings.lease_seconds * 1000), ttl_ms, digest if queues else ""]
+                args += [len(queues), *queues, len(names), *names]
+                for task_id, token, queue in held:
+                    if self.keys.for_queue(queue) == k:
+                        args += [task_id, token]
+                keys = [
+                    k.leases,
+                    k.task_prefix,
+                    k.taskset(digest),
+                    k.servers_prefix,
+                    k.parked_prefix,
+                    k.queue_prefix,
+                    k.wake_prefix,
+                    k.unserved,
+                ]
+                self.scripts.queue(pipe, "renew", keys, args)
+            args = [worker_id, ttl_ms, json.dumps(info), "1" if digest else "0"]
+            for name, doc in definitions:
+                args += [name, doc]
+            keys = [ns.workers, ns.worker(worker_id), ns.task_names, ns.task_definitions]
+            self.scripts.queue(pipe, "heartbeat", keys, args)
+
+        replies = self._pipeline(build)[:-1]
+        cancelled = [text(c) for reply in replies for c in reply[0]]
+        lost = [text(x) for reply in replies for x in reply[1]]
+        return cancelled, lost
 
     def unregister_worker(self, worker_id: str) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -286,12 +377,28 @@ class RedisWorkerLink(RedisCore, WorkerLink):
     def wait_for_work(
         self, queues: Sequence[str], worker_id: str, timeout: float, taskset: TaskSet | None = None
     ) -> bool:
-        """Block until a queue's wake list, the task set's or this worker's own has a token."""
-        keys = [self.keys.wake(q) for q in queues]
-        if taskset is not None:
-            keys.append(self.keys.wake_taskset(taskset.digest))
-        keys += [self.keys.wake_scheduler, self.keys.wake_worker(worker_id)]
-        return self.client.blpop(keys, timeout=max(0.01, timeout)) is not None
+        """Block until a queue's wake list, the task set's or this worker's own has a token.
+
+        On a cluster through a ``WakeRelay`` (one per worker, queues and task set), since
+        one BLPOP cannot span slot groups.
+        """
+        groups = []
+        for k, members in self.keys.groups(queues):
+            keys = [k.wake(q) for q in members]
+            if taskset is not None:
+                keys.append(k.wake_taskset(taskset.digest))
+            groups.append([*keys, k.wake_scheduler])
+        own = self.keys.namespace_wide.wake_worker(worker_id)
+        if not self.keys.cluster:
+            (keys,) = groups or [[]]
+            return self.client.blpop([*keys, own], timeout=max(0.01, timeout)) is not None
+        which = (worker_id, tuple(queues), taskset.digest if taskset else "")
+        with self._where_lock:
+            relay = self._relays.get(which)
+            if relay is None:
+                block = self.settings.workers.idle_poll_seconds
+                relay = self._relays[which] = WakeRelay(self.client, [*groups, [own]], block)
+        return relay.wait(timeout)
 
     def wait_control(self, worker_id: str, timeout: float) -> list[str]:
         """Block up to timeout for control messages to this worker; return them all."""

@@ -54,6 +54,8 @@ def redis_rules(r: RedisSettings) -> list[Rule]:
         ),
         ("redis.retry_attempts", r.retry_attempts >= 1, "must be >= 1"),
         ("redis.retry_max_seconds", r.retry_max_seconds >= 0, "must be >= 0 seconds"),
+        ("redis.min_replicas_ack", r.min_replicas_ack >= 0, "must be >= 0 (0: do not wait for replicas)"),
+        ("redis.replica_ack_timeout", r.replica_ack_timeout > 0, "must be > 0 seconds"),
     ]
 
 

@@ -24,6 +24,13 @@ class RedisSettings:
     #: Producer-side reconnect policy (tenacity): attempts and total seconds.
     retry_attempts: int = 5
     retry_max_seconds: float = 10.0
+    #: Replicas that must confirm (WAIT) every enqueue and every stored outcome before
+    #: it counts as done; 0: do not wait (replication is asynchronous, see the README's
+    #: "What a failover can lose").
+    min_replicas_ack: int = 0
+    #: Seconds to wait for those replicas; a write they do not confirm in time raises
+    #: BrokerError on the producer side (the task may exist: enqueue again with its id).
+    replica_ack_timeout: float = 1.0
 
     def __repr__(self) -> str:
         return _repr(self, {"url": mask_url(self.url)})

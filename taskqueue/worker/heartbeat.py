@@ -37,7 +37,7 @@ class Heartbeat:
         """Publish the process and renew its leases; act on cancellations and lost leases."""
         shared = self.shared
         holding = [a for a in shared.held.all() if a.lease_lost_at is None]
-        held = [(a.delivery.id, a.delivery.token) for a in holding]
+        held = [(a.delivery.id, a.delivery.token, a.delivery.queue) for a in holding]
         sent = time.monotonic()
         taskset = self._taskset() if self._taskset is not None else None
         cancelled, lost = shared.link.heartbeat(

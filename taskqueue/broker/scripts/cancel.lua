@@ -6,11 +6,15 @@
 -- KEYS[5] history list  KEYS[6] control prefix (a list per worker process)
 -- KEYS[7] unserved zset (a pending task may wait there for a worker that serves it)
 -- ARGV[1] id  ARGV[2] ttl ms for the cancelled record
--- Returns the status the task had (false when there is no such task).
+-- ARGV[3] '1' push the message to the worker's control list here; '0' return the
+-- worker instead (on a cluster the control lists are in another slot group)
+-- Returns {the status the task had (false when there is no such task),
+--          the worker to tell (false when none, or when told here)}.
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
-  return false
+  return {false, false}
 end
+local tell = false
 local function finish()
   local now = now_ms()
   local ttl = tonumber(ARGV[2])
@@ -29,9 +33,11 @@ elseif status == 'SCHEDULED' or status == 'RETRYING' then
 elseif status == 'RUNNING' or status == 'LEASED' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1)
   local worker = redis.call('HGET', KEYS[1], 'worker')
-  if worker then
+  if worker and ARGV[3] == '1' then
     redis.call('RPUSH', KEYS[6] .. worker, ARGV[1])
     redis.call('PEXPIRE', KEYS[6] .. worker, 60000)
+  elseif worker then
+    tell = worker
   end
 end
-return status
+return {status, tell}
