@@ -27,4 +27,4 @@ def ack(broker: RedisBroker, delivery: Delivery, result: bytes, runtime_ms: int 
 
 def queue_ids(broker: RedisBroker, queue: str = "default") -> list[str]:
     """The ids waiting in a queue, head first (LRANGE of the queue's list)."""
-    return [text(i) for i in broker.client.lrange(broker.keys.queue(queue), 0, -1)]
+    return [text(i) for i in broker.client.lrange(broker.group(queue).queue(queue), 0, -1)]

@@ -371,12 +371,35 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings().replace(**sections)
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real 3-master Redis Cluster (nodes of the selected server's binary), for the session."""
+    from .cluster_servers import cluster
+
+    selected = selected_server()
+    if selected.binary is None:
+        pytest.skip(selected.reason)
+    with cluster(tmp_path_factory.mktemp("cluster"), masters=3, binary=selected.binary) as made:
+        yield made
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: Any) -> str:
+    """The session's cluster, every master flushed: as clean as a fresh database."""
+    for node in redis_cluster.masters:
+        redis_cluster.client(node).flushall()
+    return str(redis_cluster.url)
+
+
+@pytest.fixture(params=["redis", "memory", pytest.param("cluster", marks=pytest.mark.slow)])
 def backend_url(request: pytest.FixtureRequest, redis_url: str) -> Iterator[str]:
-    """Runs a test twice: against the real server and against memory:// (fakeredis)."""
+    """Runs a test on each backend: the real server, memory:// (fakeredis) and, marked
+    slow, a real 3-master Redis Cluster (each queue in its own slot group)."""
     if request.param == "redis":
         redis.Redis.from_url(redis_url).flushdb()
         yield redis_url
+    elif request.param == "cluster":
+        yield request.getfixturevalue("cluster_url")
     else:
         yield f"memory://{request.node.name}-{time.monotonic_ns()}"
 

@@ -39,6 +39,8 @@ from .conftest import make_settings, wait_until
 #: Long leases (6 s): no lease may expire while a test runs on a loaded machine.
 SETTINGS = make_settings(workers={"heartbeat_interval": 2.0, "lease_heartbeats": 3})
 QUEUES = ["high", "default", "low"]
+#: A stored periodic definition (the scheduler's documents name their queue).
+DOC = '{"schedule": "x", "queue": "default"}'
 
 
 @pytest.fixture
@@ -86,13 +88,16 @@ def fail(broker: WorkerLink, delivery: Delivery, action: str, **kw: Any) -> tupl
 
 class TestProducer:
     def test_enqueue_writes_the_whole_batch_or_nothing(self, broker: RedisBroker) -> None:
-        broker.client.set(broker.keys.queue("broken"), "not a list")
+        broker.client.set(broker.group("broken").queue("broken"), "not a list")
         batch = [request("a"), request("b", "broken"), request("c", delay_ms=5000)]
         with pytest.raises(BrokerError, match="WRONGTYPE"):
             broker.enqueue(batch)
+        if broker.keys.cluster:  # all or nothing per queue: each queue is a slot group of its own
+            assert [t is not None for t in broker.get_tasks(["a", "b", "c"])] == [True, False, True]
+            return
         assert broker.get_tasks(["a", "b", "c"]) == [None, None, None]
         assert broker.queue_lengths(["default"]) == {"default": 0}
-        assert broker.client.zcard(broker.keys.scheduled) == 0
+        assert broker.client.zcard(broker.group("default").scheduled) == 0
 
     def test_a_repeated_request_is_stored_once_and_another_with_its_id_is_refused(
         self, broker: RedisBroker
@@ -184,7 +189,7 @@ class TestWorkerLink:
         record = broker.get_task("a", history=True)
         assert record is not None and record.status == "RETRYING" and record.error == b"\x91\xa3err"
         assert record.history == [{"event": "failed"}]
-        assert broker.client.zscore(broker.keys.scheduled, "a") == record.due_ms
+        assert broker.client.zscore(broker.group("default").scheduled, "a") == record.due_ms
         assert lease(broker) == [] and broker.dead_count(["default"]) == {"default": 0}
 
     def test_fail_with_dead_puts_it_in_the_dead_letters(self, broker: RedisBroker) -> None:
@@ -200,7 +205,7 @@ class TestWorkerLink:
         record = broker.get_task("a")
         assert record is not None and record.status == "FAILED" and record.reason == "boom" and record.final
         assert broker.dead_count(["default"]) == {"default": 0}
-        assert broker.client.zcard(broker.keys.scheduled) == 0
+        assert broker.client.zcard(broker.group("default").scheduled) == 0
 
     def test_release_gives_tasks_back_to_the_front_in_order_attempts_not_counted(
         self, broker: RedisBroker
@@ -218,14 +223,15 @@ class TestWorkerLink:
     def test_heartbeat_renews_held_leases_and_reports_lost_ones(self, broker: RedisBroker) -> None:
         broker.enqueue([request("a"), request("b")])
         a, _ = lease(broker, 2)
-        broker.client.zadd(broker.keys.leases, {"a": 1, "b": 1})  # as if about to expire
+        broker.client.zadd(broker.group("default").leases, {"a": 1, "b": 1})  # as if about to expire
         seconds, micros = broker.client.time()
         before_ms = seconds * 1000 + micros // 1000
-        cancelled, lost = broker.heartbeat("w1", {"host": "h"}, [("a", a.token, a.queue), ("b", "stale-token", a.queue)], 5.0)
+        held = [("a", a.token, a.queue), ("b", "stale-token", a.queue)]
+        cancelled, lost = broker.heartbeat("w1", {"host": "h"}, held, 5.0)
         assert (cancelled, lost) == ([], ["b"])
-        renewed = broker.client.zscore(broker.keys.leases, "a")
+        renewed = broker.client.zscore(broker.group("default").leases, "a")
         assert renewed is not None and renewed >= before_ms + SETTINGS.lease_seconds * 1000
-        assert broker.client.zscore(broker.keys.leases, "b") == 1  # not renewed
+        assert broker.client.zscore(broker.group("default").leases, "b") == 1  # not renewed
         assert broker.live_workers()["w1"]["host"] == "h"
         broker.unregister_worker("w1")
         assert "w1" not in broker.live_workers()
@@ -277,17 +283,18 @@ class TestSchedulerLink:
 
         def plan(now_ms: int, stored: dict[str, bytes], due: dict[str, int]) -> Any:
             seen.append((stored, due))
-            return {name: ('{"schedule": "x"}', next_ms)}, [n for n in stored if n != name]
+            return {name: (DOC, next_ms)}, [n for n in stored if n != name]
 
         broker.sync_periodic(plan, now_ms=1)
-        assert len(seen) == 1
+        # once per slot group (in a cluster each queue's group keeps its periodic tasks)
+        assert len(seen) == len(broker.keys.groups(SETTINGS.queues_by_priority()))
 
     def claim(self, name: str, slot_ms: int, task_id: str, run: bool = True) -> PeriodicClaim:
         return PeriodicClaim(
             name=name,
             slot_ms=slot_ms,
             next_ms=slot_ms + 1_000,
-            document='{"schedule": "x", "claimed": true}',
+            document='{"schedule": "x", "queue": "default", "claimed": true}',
             run=run,
             task_id=task_id,
             task_name="contract.job",
@@ -301,9 +308,9 @@ class TestSchedulerLink:
         self._register(broker, "beat", 10_000)
         self._register(broker, "tick", 20_000)  # and drops "beat"
         docs, due = broker.periodic_state()
-        assert docs == {"tick": b'{"schedule": "x"}'} and due == {"tick": 20_000}
+        assert docs == {"tick": DOC.encode()} and due == {"tick": 20_000}
         found = broker.promote(10, 10, now_ms=20_000)
-        assert found.due_periodic == [("tick", 20_000, b'{"schedule": "x"}')]
+        assert found.due_periodic == [("tick", 20_000, DOC.encode())]
 
     def test_claim_periodic_answers_each_case(self, broker: RedisBroker) -> None:
         self._register(broker, "beat", 10_000)
@@ -324,7 +331,7 @@ class TestSchedulerLink:
             (CLAIM_EXISTS, 13_000)
         ]
         assert queued(broker) == ["r1"]
-        assert broker.periodic_state()[0]["beat"] == b'{"schedule": "x", "claimed": true}'
+        assert broker.periodic_state()[0]["beat"] == b'{"schedule": "x", "queue": "default", "claimed": true}'
 
     def test_two_racing_schedulers_claim_each_slot_once(self, make_broker: Callable[[], RedisBroker]) -> None:
         brokers = [make_broker(), make_broker()]
@@ -418,7 +425,7 @@ class TestInspection:
         broker.enqueue([request("a"), request("b")])
         for delivery in lease(broker, 2):
             fail(broker, delivery, "dead")
-        broker.client.delete(broker.keys.task("a"))  # as when its ttl ran out
+        broker.client.delete(broker.group("default").task("a"))  # as when its ttl ran out
         assert broker.get_tasks(broker.dead_ids("default")) == [None, broker.get_task("b")]
         broker.forget_dead("default", ["a"])
         assert broker.dead_ids("default") == ["b"]
@@ -561,7 +568,8 @@ class TestTaskRegistry:
         ts = taskset("app.a")
         publish(broker, "wa", ts)
         broker.enqueue([named("mine", "app.a")])
-        broker.client.delete(broker.keys.taskset(ts.digest))  # expired, or flushed
+        for q in QUEUES:  # expired, or flushed (a cluster keeps a copy in each queue's group)
+            broker.client.delete(broker.group(q).taskset(ts.digest))
         _, got = broker.ack_and_fetch([], "wa", QUEUES, 5, taskset=ts)
         assert got is not None and got.taskset_missing and got.deliveries == []
         assert queued(broker) == ["mine"] and broker.unserved().count == 0

@@ -164,11 +164,12 @@ class RedisCore:
         must reach ``redis.min_replicas_ack`` replicas before this returns.
         """
         pipe = self.client.pipeline(transaction=False)
+        sent = _recording(pipe)
         build(pipe)
-        sent = _commands(pipe)
+        commands = len(sent)
         waits = self._wait_replicas(pipe, durable)
         replies = pipe.execute(raise_on_error=False)
-        replies, acked = replies[: len(sent)], replies[len(sent) :]
+        replies, acked = replies[:commands], replies[commands:]
         refused = [i for i, r in enumerate(replies) if _noscript(r)]
         if refused:
             self.scripts.load_all(self.client)
@@ -228,16 +229,18 @@ class RedisCore:
         return self._pipeline(lambda pipe: self.scripts.queue(pipe, name, keys, args), durable=keys[:1])[0]
 
 
-def _commands(pipe: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-    """The (args, options) of every command queued in a pipeline, single-server or cluster."""
-    out = []
-    for entry in pipe.command_stack:
-        if isinstance(entry, tuple):
-            args, options = entry
-        else:  # redis-py's cluster PipelineCommand
-            args, options = entry.args, entry.options
-        out.append((tuple(args), dict(options)))
-    return out
+def _recording(pipe: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Make ``pipe`` note the (args, options) of every command queued on it (redis-py's
+    command methods all go through ``execute_command``), so refused ones can be sent again."""
+    sent: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    queue = pipe.execute_command
+
+    def record(*args: Any, **options: Any) -> Any:
+        sent.append((args, dict(options)))
+        return queue(*args, **options)
+
+    pipe.execute_command = record
+    return sent
 
 
 def _noscript(reply: Any) -> bool:

@@ -49,14 +49,15 @@ class RedisSchedulerLink(RedisCore, SchedulerLink):
         One script call: atomic, and cheap when nothing is due. ``now_ms``
         replaces the server clock (tests only).
         """
-        groups = self._all_groups()
-
-        def build(pipe: Any) -> None:
-            for k in groups:
-                keys = [k.scheduled, k.task_prefix, k.queue_prefix, k.wake_prefix, k.periodic_due, k.periodic]
-                self.scripts.queue(pipe, "promote", keys, [max_tasks, max_periodic, now_ms or 0])
-
-        results = [PromoteResult.from_reply(r) for r in self._pipeline(build)]
+        results = []
+        budget = max_tasks
+        # One call per slot group (a cluster: per queue), by priority, sharing the budget.
+        for k in self._all_groups():
+            keys = [k.scheduled, k.task_prefix, k.queue_prefix, k.wake_prefix, k.periodic_due, k.periodic]
+            results.append(
+                PromoteResult.from_reply(self._run("promote", keys, [budget, max_periodic, now_ms or 0]))
+            )
+            budget = max(0, budget - results[-1].moved)
         return PromoteResult.combined(results)
 
     def _all_groups(self) -> list[Keys]:

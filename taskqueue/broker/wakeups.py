@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import redis
+from taskqueue.broker.errors import REDIS_ERRORS
 
 log = logging.getLogger("taskqueue.broker")
 
@@ -68,7 +68,7 @@ class WakeRelay:
                         return
                 try:
                     got = self._client.blpop(keys, timeout=self._block)
-                except redis.exceptions.RedisError as exc:
+                except REDIS_ERRORS as exc:
                     # The waiting threads time out and report the outage themselves.
                     log.debug("wake-up relay for %s: %s", keys[0], exc)
                     with self._cond:
@@ -91,7 +91,7 @@ class WakeRelay:
         key, token = got
         try:
             self._client.rpush(key, token)
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.debug("wake-up relay could not give a token back to %s: %s", key, exc)
 
 
