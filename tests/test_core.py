@@ -81,7 +81,7 @@ def test_enqueue_many_is_one_round_trip(any_queue: TaskQueue, registry, round_tr
     any_queue.broker.scripts.load_all(any_queue.broker.client)  # once per server, not per call
     round_trips.clear()
     handles = any_queue.enqueue_many([mul.s(i, 2) for i in range(50)] + [Ping()])
-    assert sum(round_trips.values()) == 1
+    assert round_trips["MainThread"] == 1  # (a cluster's wake-up relays of other tests may linger)
     with any_queue.running(workers=4):
         results = [h.result(timeout=10) for h in handles]
     assert results == [i * 2 for i in range(50)] + ["pong"]
@@ -216,7 +216,7 @@ def _bad_entries(any_queue: TaskQueue) -> None:
         return x + y
 
     client = any_queue.broker.client
-    keys = any_queue.broker.keys
+    keys = any_queue.broker.group("default")
     # 1. raw bytes straight into the queue list, with no task behind them
     client.rpush(keys.queue("default"), b"\x93garbage\xff")
     # 2. a task whose payload is not a valid envelope

@@ -273,7 +273,7 @@ def test_an_outcome_from_a_lost_lease_never_overwrites_the_newer_one(any_queue: 
     broker = any_queue.broker
     old = fetch(broker, "worker-a", ["default"], 1).deliveries[0]
     # The lease is lost (say, the worker stalled); the task is delivered again.
-    broker.client.zadd(broker.keys.leases, {handle.id: 0})
+    broker.client.zadd(broker.group("default").leases, {handle.id: 0})
     new = fetch(broker, "worker-b", ["default"], 1).deliveries[0]
     assert new.id == old.id and new.attempt == 2 and new.token != old.token
     assert ack(broker, new, b"\x02", 5)

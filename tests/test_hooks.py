@@ -176,7 +176,7 @@ def test_a_rejected_delivery_emits_failed_then_dead(any_queue: TaskQueue) -> Non
     seen = Recorder(q, ("task_started", "task_failed", "task_dead"))
     from taskqueue.serialization import Envelope, encode
 
-    client, keys = q.broker.client, q.broker.keys
+    client, keys = q.broker.client, q.broker.group("default")
     payload = encode(Envelope("no.such.task", (1,)), max_bytes=10_000)
     client.hset(
         keys.task("stray"),

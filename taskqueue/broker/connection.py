@@ -43,6 +43,37 @@ def create_client(url: str, settings: RedisSettings) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
+def _scripts_by_keys() -> Any:
+    """A command-policy resolver that routes EVAL/EVALSHA by their keys.
+
+    Without it redis-py's cluster client asks the server (COMMAND GETKEYS) where each
+    script call goes, since scripts have "movable" keys: one more round trip per call.
+    Their keys are known (the number of keys is the third argument), and redis-py
+    routes a keyed command by them itself.
+    """
+    from redis.commands.policies import (
+        BasePolicyResolver,
+        CommandPolicies,
+        PolicyResolver,
+        RequestPolicy,
+        ResponsePolicy,
+        StaticPolicyResolver,
+    )
+
+    keyed = CommandPolicies(
+        request_policy=RequestPolicy.DEFAULT_KEYED, response_policy=ResponsePolicy.DEFAULT_KEYED
+    )
+
+    class ScriptsByKeys(BasePolicyResolver):
+        def __init__(self, fallback: PolicyResolver | None = None) -> None:
+            super().__init__({"core": {"eval": keyed, "evalsha": keyed}}, fallback or StaticPolicyResolver())
+
+        def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
+            return ScriptsByKeys(fallback)
+
+    return ScriptsByKeys()
+
+
 def _cluster_client(url: str, settings: RedisSettings, common: dict[str, Any]) -> redis.Redis:
     """``redis+cluster://[user:pass@]host:port[,host:port]/``: redis-py's ``RedisCluster``,
     which learns the slot map from any startup node and follows MOVED and ASK itself.
@@ -52,7 +83,15 @@ def _cluster_client(url: str, settings: RedisSettings, common: dict[str, Any]) -
     from redis.cluster import ClusterNode, RedisCluster
 
     address = parse_cluster(url)
-    client = RedisCluster(
+
+    class Cluster(RedisCluster):
+        def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+            pipe = super().pipeline(transaction, shard_hint)
+            pipe._policy_resolver = self._policy_resolver  # redis-py does not hand it on
+            return pipe
+
+    client = Cluster(
+        policy_resolver=_scripts_by_keys(),
         startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
         username=address.username,
         password=address.password,

@@ -50,7 +50,20 @@ class RedisInspection(RedisCore, Inspection):
 
     def server_info(self) -> dict[str, Any]:
         """INFO server and memory, for the health check (raises ResponseError on
-        servers without INFO, such as the in-process memory:// server)."""
+        servers without INFO, such as the in-process memory:// server).
+
+        On a cluster, of the master nearest its memory limit (one INFO per master,
+        sent in parallel), with ``masters`` saying how many answered.
+        """
+        if self.keys.cluster:
+            from redis.cluster import RedisCluster
+
+            primaries = RedisCluster.PRIMARIES
+            server = self.client.info("server", target_nodes=primaries)
+            memory = self.client.info("memory", target_nodes=primaries)
+            nodes = [{**server[name], **memory[name]} for name in memory]
+            fullest = max(nodes, key=_fullness)
+            return {**fullest, "masters": len(nodes)}
         pipe = self.client.pipeline(transaction=False)
         pipe.info("server")
         pipe.info("memory")
@@ -295,6 +308,12 @@ class RedisInspection(RedisCore, Inspection):
             for q, f in zip(heads, second[len(live) :], strict=True)
             if f[0] is not None
         }
+
+
+def _fullness(info: dict[str, Any]) -> float:
+    """How near a server is to its memory limit (0 with no limit)."""
+    limit = int(info.get("maxmemory") or 0)
+    return int(info.get("used_memory") or 0) / limit if limit else 0.0
 
 
 def _snapshot_keys(k: Keys) -> list[str]:
