@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from taskqueue.urls import CLUSTER_SCHEMES, SCHEMES, check_url, mask_url, parse_cluster, parse_sentinel
 
@@ -41,6 +42,37 @@ def create_client(url: str, settings: RedisSettings) -> redis.Redis:
         url, max_connections=settings.pool_size, timeout=settings.connection_timeout, **common
     )
     return redis.Redis(connection_pool=pool)
+
+
+def _as_connection_error(call: Any) -> Any:
+    """While a failover changes the cluster's shape, redis-py's cluster client can trip
+    over a node it has just forgotten (AttributeError on None deep inside it). The
+    command did not reach a server: say so as a ConnectionError, which every caller
+    already retries or backs off from, so the next call sees the new topology."""
+
+    def call_through(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except AttributeError as exc:
+            raise redis.exceptions.ConnectionError(f"the cluster's layout is changing ({exc})") from exc
+        except RedisClusterException as exc:
+            if "cannot be connected" not in str(exc):
+                raise
+            raise redis.exceptions.ConnectionError(str(exc)) from exc
+
+    return call_through
+
+
+def _when_connected(record: Any) -> Any:
+    """redis-py's cluster client records an error metric from the failed connection, and
+    raises AttributeError (hiding the ConnectionError) when a node was down and there was
+    none: record only when there is one."""
+
+    def record_if_connected(error: Exception, connection: Any, *args: Any, **kwargs: Any) -> None:
+        if connection is not None:
+            record(error, connection, *args, **kwargs)
+
+    return record_if_connected
 
 
 def _scripts_by_keys() -> Any:
@@ -85,10 +117,20 @@ def _cluster_client(url: str, settings: RedisSettings, common: dict[str, Any]) -
     address = parse_cluster(url)
 
     class Cluster(RedisCluster):
+        """redis-py's cluster client with its slips worked around (8.1)."""
+
         def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
             pipe = super().pipeline(transaction, shard_hint)
             pipe._policy_resolver = self._policy_resolver  # redis-py does not hand it on
+            pipe._record_error_metric = _when_connected(pipe._record_error_metric)
+            pipe.execute = _as_connection_error(pipe.execute)
             return pipe
+
+        def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            return _as_connection_error(super().execute_command)(*args, **kwargs)
+
+        def _record_error_metric(self, error: Exception, connection: Any, *args: Any, **kwargs: Any) -> None:
+            _when_connected(super()._record_error_metric)(error, connection, *args, **kwargs)
 
     client = Cluster(
         policy_resolver=_scripts_by_keys(),

@@ -8,9 +8,9 @@ from redis.exceptions import RedisClusterException
 from taskqueue.errors import BrokerError
 
 #: Errors after which the same command may succeed: the connection, not the command, failed.
-#: redis-py's cluster client raises ``RedisClusterException`` (not a RedisError) when no
-#: node of the cluster answers: as transient as a refused connection.
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, RedisClusterException)
+#: (The cluster client's "no node can be reached" arrives as a ConnectionError: see
+#: ``connection``.)
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 #: Everything a background loop (worker, scheduler, autoscaler, health) treats as "Redis failed".
 REDIS_ERRORS = (redis.exceptions.RedisError, RedisClusterException, BrokerError)

@@ -1,0 +1,203 @@
+"""Kill the busiest Redis primary while two worker processes run 3,000 tasks; count what is lost.
+
+Used by ``tests/test_failover.py`` (which asserts that with ``redis.min_replicas_ack = 1``
+nothing acknowledged is lost) and runnable on its own to measure both settings:
+
+    python -m tests.failover_run --acks 0 --acks 1            # a 3+3 Redis Cluster
+    python -m tests.failover_run --sentinel --acks 0 --acks 1 # a primary, a replica, 3 sentinels
+
+An acknowledged task is one whose enqueue returned without error (a batch that raised
+is enqueued again with the same task ids, as the README tells users to). The ledger
+of runs is a local file written by the task itself, so it survives the kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from taskqueue.errors import BrokerError
+
+from .failover_worker import QUEUES, build
+
+HERE = Path(__file__).resolve().parent
+TASKS = 3000
+
+
+@dataclass
+class Report:
+    acks: int
+    acknowledged: int = 0
+    succeeded: int = 0
+    lost: list[str] = field(default_factory=list)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    #: duplicated tasks whose first run started before the kill (leased on the dead primary)
+    explained: int = 0
+    failover_seconds: float = 0.0
+    enqueue_retries: int = 0
+    runs_before_kill: int = 0
+
+    def line(self) -> str:
+        return (
+            f"min_replicas_ack={self.acks}: {self.acknowledged} acknowledged, {self.succeeded} succeeded, "
+            f"{len(self.lost)} lost, {len(self.duplicates)} ran twice ({self.explained} of them leased "
+            f"before the kill), failover {self.failover_seconds:.1f} s, {self.enqueue_retries} enqueues "
+            f"repeated, {self.runs_before_kill} runs before the kill"
+        )
+
+
+def _ledger(path: Path) -> list[tuple[str, float]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            out.append((parts[0], float(parts[2])))
+    return out
+
+
+def run(url: str, acks: int, kill: Callable[[], None], promoted: Callable[[], bool], workdir: Path) -> Report:
+    """Enqueue TASKS tasks over 12 queues, kill the primary a third of the way, wait for all."""
+    report = Report(acks)
+    ledger = workdir / f"ledger-{acks}-{time.monotonic_ns()}.txt"
+    producer, work = build(url, "", acks)
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    command = [sys.executable, str(HERE / "failover_worker.py"), url, str(ledger), "4", str(acks)]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, env=env) for _ in range(2)]
+    acknowledged: list[str] = []
+    try:
+        for w in workers:
+            assert w.stdout is not None and w.stdout.readline().strip() == b"ready"
+        queues = list(QUEUES)
+
+        def enqueue() -> None:
+            for n in range(TASKS):
+                while True:
+                    try:
+                        work.apply_async(args=(n,), queue=queues[n % len(queues)], task_id=f"t{n}")
+                        break
+                    except BrokerError:
+                        report.enqueue_retries += 1
+                acknowledged.append(f"t{n}")
+
+        sender = threading.Thread(target=enqueue)
+        sender.start()
+        _wait(lambda: len(_ledger(ledger)) >= TASKS // 3, 120, "a third of the runs")
+        report.runs_before_kill = len(_ledger(ledger))
+        killed_at = time.time()
+        kill()
+        _wait(promoted, 60, "the replica to be promoted")
+        report.failover_seconds = time.time() - killed_at
+        sender.join(180)
+        report.acknowledged = len(acknowledged)
+
+        def all_final() -> bool:
+            records = producer.broker.get_tasks(acknowledged)
+            return all(r is not None and r.final for r in records) or (
+                # a task lost with the primary never ends: stop once the runs stop coming
+                _quiet(ledger, 10.0)
+            )
+
+        _wait(all_final, 240, "every acknowledged task to end")
+        records = producer.broker.get_tasks(acknowledged)
+        report.succeeded = sum(1 for r in records if r is not None and r.status == "SUCCEEDED")
+        report.lost = [
+            t for t, r in zip(acknowledged, records, strict=True) if r is None or r.status != "SUCCEEDED"
+        ]
+        runs = _ledger(ledger)
+        counts = Counter(t for t, _ in runs)
+        report.duplicates = {t: n for t, n in counts.items() if n > 1}
+        first = {}
+        for t, at in runs:
+            first.setdefault(t, at)
+        report.explained = sum(1 for t in report.duplicates if first[t] <= killed_at)
+        return report
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait(10)
+        producer.close()
+
+
+def _quiet(ledger: Path, seconds: float) -> bool:
+    return ledger.exists() and time.time() - ledger.stat().st_mtime > seconds
+
+
+def _wait(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except BrokerError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        threading.Event().wait(0.05)
+
+
+def on_cluster(workdir: Path, acks: int) -> Report:
+    from .cluster_servers import cluster
+
+    with cluster(workdir, masters=3, replicas=1) as c:
+
+        def busiest():
+            calls = {}
+            for node in c.masters:
+                stats = c.client(node).info("commandstats")
+                calls[node.port] = int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+            return max(c.masters, key=lambda n: calls[n.port])
+
+        victim: list = []
+
+        def kill() -> None:
+            victim.append(busiest())
+            victim[0].proc.send_signal(signal.SIGKILL)
+
+        def promoted() -> bool:
+            replica = next(n for n in c.nodes if n.master is victim[0])
+            return c.client(replica).info("replication").get("role") == "master"
+
+        return run(c.url, acks, kill, promoted, workdir)
+
+
+def on_sentinel(workdir: Path, acks: int) -> Report:
+    from .sentinel_servers import sentinel_set
+
+    with sentinel_set(workdir) as s:
+
+        def kill() -> None:
+            s.primary.proc.send_signal(signal.SIGKILL)
+
+        return run(s.url, acks, kill, s.replica_promoted, workdir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--acks", type=int, action="append", default=[])
+    parser.add_argument("--sentinel", action="store_true")
+    args = parser.parse_args()
+    for acks in args.acks or [0, 1]:
+        with tempfile.TemporaryDirectory() as workdir:
+            report = (on_sentinel if args.sentinel else on_cluster)(Path(workdir), acks)
+        print(("sentinel " if args.sentinel else "cluster ") + report.line(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
