@@ -90,9 +90,9 @@ def unfixable(exc: BaseException, key: str | None = None) -> str | None:
         )
     unknown = _UNKNOWN.search(text)
     if unknown or "unknown command called from script" in lowered or "unknown redis command" in lowered:
-        command = f" {unknown[1].upper()}" if unknown else " called by a taskqueue script"
+        name = f" {unknown[1].upper()}" if unknown else " called by a taskqueue script"
         return (
-            f"the server does not know the command{command} ({text}): it is older than taskqueue "
+            f"the server does not know the command{name} ({text}): it is older than taskqueue "
             "supports (Redis 6.2 or later, Valkey 7.2 or later) or renames or disables commands "
             "(rename-command)"
         )

@@ -222,9 +222,9 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         parent_end, child_end = socket.socketpair()
         try:
-            child.proc = subprocess.Popen(
-                self.command(child.number, child_end.fileno()), pass_fds=(child_end.fileno(),), start_new_session=True
-            )
+            argv = self.command(child.number, child_end.fileno())
+            # Its own session: a terminal's Ctrl-C reaches the supervisor only, which passes it on once.
+            child.proc = subprocess.Popen(argv, pass_fds=(child_end.fileno(),), start_new_session=True)
         finally:
             child_end.close()
         child.link = parent_end

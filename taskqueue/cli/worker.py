@@ -37,7 +37,6 @@ from taskqueue.config import Settings, load_settings
 from taskqueue.queue import TaskQueue
 from taskqueue.urls import mask_url
 
-
 #: The most worker processes one supervisor runs.
 MAX_PROCESSES = 256
 
@@ -209,7 +208,7 @@ def _child_command(ctx: click.Context, number: int, fd: int) -> list[str]:
     for flag, value in (("--url", p["url"]), ("--workers", p["workers"]), ("--queues", p["queues"])):
         argv += [flag, str(value)] if value is not None else []
     argv += ["--scheduler"] if p["scheduler"] else []
-    argv += ["--autoscale", "%d:%d" % p["autoscale"]] if p["autoscale"] else []
+    argv += ["--autoscale", "{}:{}".format(*p["autoscale"])] if p["autoscale"] else []
     argv += ["--wait-for-redis", repr(p["wait_seconds"])] if p["wait_seconds"] is not None else []
     if p["metrics_port"] is not None and number == 1:
         argv += ["--metrics-port", str(p["metrics_port"])]
