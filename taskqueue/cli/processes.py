@@ -54,6 +54,12 @@ STOP_MARGIN = 15.0
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
+def restart_delay(short_runs: int) -> float:
+    """Seconds before restarting a child after ``short_runs`` failed runs in a row that were
+    each shorter than ``STABLE_AFTER`` (0 or 1: the first restart)."""
+    return min(RESTART_MAX, RESTART_INITIAL * 2 ** max(0, short_runs - 1))
+
+
 def describe_exit(code: int) -> str:
     """``exited with code 1`` / ``was killed by SIGKILL`` for a Popen return code."""
     if code >= 0:
@@ -286,16 +292,20 @@ class Supervisor:
             return
         if code == EXIT_USAGE:
             self._fail(
-                EXIT_USAGE, f"worker process {child.number} exited with code 2 (usage or configuration)"
+                EXIT_USAGE,
+                f"worker process {child.number} exited with code 2 (usage or configuration): "
+                "see its message above",
             )
             return
         if not child.ever_ready:  # it never served: starting fails as a lone worker's would
             self._fail(
-                code if code > 0 else EXIT_FAILURE, f"worker process {child.number} {describe_exit(code)}"
+                code if code > 0 else EXIT_FAILURE,
+                f"worker process {child.number} {describe_exit(code)} before it served: "
+                "see its messages above",
             )
             return
         child.short_runs = child.short_runs + 1 if ran < STABLE_AFTER else 0
-        delay = min(RESTART_MAX, RESTART_INITIAL * 2 ** max(0, child.short_runs - 1))
+        delay = restart_delay(child.short_runs)
         child.restarts += 1
         child.restart_at = now + delay
         log.warning(
@@ -390,4 +400,13 @@ class SupervisorLink:
                 pass  # the supervisor is gone; watch() stops this process
 
 
-__all__ = ["RESTART_INITIAL", "RESTART_MAX", "STABLE_AFTER", "STOP_MARGIN", "Supervisor", "SupervisorLink"]
+__all__ = [
+    "RESTART_INITIAL",
+    "RESTART_MAX",
+    "STABLE_AFTER",
+    "STOP_MARGIN",
+    "Supervisor",
+    "SupervisorLink",
+    "describe_exit",
+    "restart_delay",
+]
