@@ -87,7 +87,9 @@ def one_round(url: str, workdir: str, processes: int, threads: int, tasks: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--max-processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tasks", type=int, default=60)
@@ -107,7 +109,8 @@ def main() -> None:
         finally:
             server.stop()
     base = statistics.median(results[1])
-    print(f"{opts.tasks} CPU-bound tasks of ~50 ms, {opts.threads} threads per process, {os.cpu_count()} cores")
+    cores = os.cpu_count()
+    print(f"{opts.tasks} CPU-bound tasks of ~50 ms, {opts.threads} threads per process, {cores} cores")
     for count in counts:
         rate = statistics.median(results[count])
         rounds = ", ".join(f"{r:.1f}" for r in results[count])
