@@ -52,6 +52,14 @@ class LocalPool(Protocol):
 
     def count(self) -> int: ...
 
+    @property
+    def refused(self) -> dict[str, str]:
+        """Queues it stopped serving because Redis answered what no retry fixes: queue -> why."""
+        ...
+
+    @property
+    def queues(self) -> list[str]: ...
+
 
 class HealthState(StrEnum):
     HEALTHY = "healthy"
@@ -296,8 +304,22 @@ def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | No
         "expected_threads": expected,
         "pending_tasks": pending,
     }
+    elsewhere = {wid: info["refused"] for wid, info in reading.workers.items() if info.get("refused")}
+    if elsewhere:
+        details["refused"] = elsewhere
     if pool is not None:
         details["this_process_threads"] = pool.count()
+        refused = pool.refused
+        if refused:
+            details["refused"] = {**elsewhere, pool.id: refused}
+            listing = "; ".join(f"{queue!r}: {why}" for queue, why in refused.items())
+            if not pool.queues:
+                return ComponentStatus(
+                    HealthState.UNHEALTHY, f"this process serves no queue any more: {listing}", details
+                )
+            return ComponentStatus(
+                HealthState.DEGRADED, f"this process stopped serving queue(s) {listing}", details
+            )
         if pool.id not in reading.workers:
             return ComponentStatus(
                 HealthState.UNHEALTHY,
@@ -314,6 +336,12 @@ def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | No
             HealthState.DEGRADED, "no live worker: new tasks will wait until one starts", details
         )
     summary = f"{processes} process(es), {threads} thread(s), {busy} busy"
+    if elsewhere:
+        listing = "; ".join(
+            f"{wid} stopped serving {', '.join(repr(q) for q in refused)}"
+            for wid, refused in elsewhere.items()
+        )
+        return ComponentStatus(HealthState.DEGRADED, f"{listing} ({summary})", details)
     if expected is not None and threads < expected:
         return ComponentStatus(
             HealthState.DEGRADED, f"{threads} live worker thread(s), {expected} expected ({summary})", details

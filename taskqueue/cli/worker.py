@@ -278,6 +278,11 @@ def run_worker(
     shutdown.install()
     metrics_url = _serve_metrics(q, metrics_port) if metrics_port is not None else None
     q.start_workers(count, queues=served)  # with the scheduler and autoscaler the settings enable
+    refusals = q.pool.refusals if q.pool is not None else None
+    if refusals is not None:  # Redis answered what no retry fixes, for every queue: stop
+        refusals.listeners.append(lambda reason: shutdown.requested.set())
+        if refusals.exhausted.is_set():
+            shutdown.requested.set()
     _banner(q, count, metrics_url)
     if supervisor is not None:
         supervisor.ready()
@@ -286,7 +291,13 @@ def run_worker(
     # Nothing scales or schedules while the workers drain.
     q.stop_scheduler()
     q.services.stop_all()
-    if q.stop_workers():
+    finished = q.stop_workers()
+    if refusals is not None and refusals.exhausted.is_set():
+        message = f"worker stopped: no queue left to serve: {refusals.reason}"
+        if supervisor is not None:
+            supervisor.fatal(message)  # no restart fixes it
+        raise Failure(message)
+    if finished:
         click.echo("worker stopped: every running task finished")
     else:
         click.echo("worker stopped; tasks still running were left to their leases (they will run again)")
