@@ -166,7 +166,10 @@ def health_check(
     else:
         failure = "Redis is unreachable"
     unknown = ComponentStatus(HealthState.DEGRADED, f"not checked: {failure}")
-    components["workers"] = unknown if reading is None else _workers(pool, reading, expected_workers)
+    if reading is None:  # what this process refused is known without reading Redis
+        components["workers"] = _refused(pool, {"not_checked": failure}) or unknown
+    else:
+        components["workers"] = _workers(pool, reading, expected_workers)
     components["scheduler"] = _service(
         scheduler,
         "scheduler",
@@ -309,17 +312,9 @@ def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | No
         details["refused"] = elsewhere
     if pool is not None:
         details["this_process_threads"] = pool.count()
-        refused = pool.refused
-        if refused:
-            details["refused"] = {**elsewhere, pool.id: refused}
-            listing = "; ".join(f"{queue!r}: {why}" for queue, why in refused.items())
-            if not pool.queues:
-                return ComponentStatus(
-                    HealthState.UNHEALTHY, f"this process serves no queue any more: {listing}", details
-                )
-            return ComponentStatus(
-                HealthState.DEGRADED, f"this process stopped serving queue(s) {listing}", details
-            )
+        refused = _refused(pool, {**details, "refused": elsewhere})
+        if refused is not None:
+            return refused
         if pool.id not in reading.workers:
             return ComponentStatus(
                 HealthState.UNHEALTHY,
@@ -347,6 +342,20 @@ def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | No
             HealthState.DEGRADED, f"{threads} live worker thread(s), {expected} expected ({summary})", details
         )
     return ComponentStatus(HealthState.HEALTHY, summary, details)
+
+
+def _refused(pool: LocalPool | None, details: dict[str, Any]) -> ComponentStatus | None:
+    """What this process's pool stopped serving (Redis answered what no retry fixes), if anything."""
+    refused = pool.refused if pool is not None else {}
+    if pool is None or not refused:
+        return None
+    details = {**details, "refused": {**details.get("refused", {}), pool.id: refused}}
+    listing = "; ".join(f"{queue!r}: {why}" for queue, why in refused.items())
+    if not pool.queues:
+        return ComponentStatus(
+            HealthState.UNHEALTHY, f"this process serves no queue any more: {listing}", details
+        )
+    return ComponentStatus(HealthState.DEGRADED, f"this process stopped serving queue(s) {listing}", details)
 
 
 def _service(ext: object | None, name: str, absent: str) -> ComponentStatus:

@@ -130,6 +130,7 @@ class WorkerPool:
         try:
             self._heartbeat_once()  # publishes the task set before any thread fetches
         except REDIS_ERRORS as exc:  # e.g. out of memory: the heartbeat thread keeps trying
+            self._shared.refusals.judge(exc)  # unless no retry can fix it
             self._shared.outage.failed(exc)
         helpers = (
             (self._heartbeat.loop, "heartbeat"),

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from taskqueue.broker.errors import REDIS_ERRORS, unfixable
 
 if TYPE_CHECKING:
+    from taskqueue.broker.diagnosis import WrongType
     from taskqueue.worker.state import Shared
 
 log = logging.getLogger("taskqueue.worker")
@@ -60,40 +61,49 @@ class Refusals:
         if advice is None:
             return False
         served = list(self._shared.queues)
-        called = [q for q in (queues if queues is not None else served) if q in served]
-        stops = self._wrong_type_stops(exc, served, called) if "WRONGTYPE" in str(exc) else None
-        if stops is None:
+        called = list(queues) if queues is not None else served
+        if "WRONGTYPE" in str(exc):
+            stops = self._wrong_type_stops(exc, served, called)
+        else:  # the connection, the user or the server: the same for every queue
             stops = dict.fromkeys(served, advice)
-        self._stop(stops, advice)
+        self._stop(stops)
         return True
 
     def _wrong_type_stops(self, exc: BaseException, served: list[str], called: list[str]) -> dict[str, str]:
         """Which queues a WRONGTYPE stops, each with the advice naming its key."""
+        looked = list(dict.fromkeys([*served, *called, *self.refused]))
         try:
-            found = self._shared.link.wrong_types(served)
+            found = self._shared.link.wrong_types(looked)
         except REDIS_ERRORS as lookup:
             log.warning("could not look up which key holds the wrong type: %s", lookup)
             found = []
+
+        def why(wrong: WrongType) -> str:
+            advice = unfixable(exc, key=wrong.key) or ""
+            return f"{advice} (it is a {wrong.found}, not a {wrong.expected})"
+
         shared_key = next((w for w in found if w.queue is None), None)
         if shared_key is not None:  # a key of the whole namespace: no queue can be served
-            advice = unfixable(exc, key=shared_key.key) or ""
-            return dict.fromkeys(
-                served, f"{advice} (it is a {shared_key.found}, not a {shared_key.expected})"
-            )
-        stops = {}
+            return dict.fromkeys(served, why(shared_key))
+        stops: dict[str, str] = {}
         for wrong in found:
-            if wrong.queue in served and wrong.queue not in stops:
-                advice = unfixable(exc, key=wrong.key) or ""
-                stops[wrong.queue] = f"{advice} (it is a {wrong.found}, not a {wrong.expected})"
-        # Not one of the keys looked at (a task's own key, say): the queues of the call.
-        return stops or dict.fromkeys(called or served, unfixable(exc) or "")
+            if wrong.queue in served and wrong.queue in called:
+                stops.setdefault(wrong.queue, why(wrong))
+        if stops:
+            return stops
+        if any(w.queue in self.refused and w.queue in called for w in found):
+            return {}  # a call that still had a queue stopped meanwhile (another thread's)
+        # Not one of the keys looked at (a task's own key, say), or a key of a queue the call
+        # did not name (tasks due for it moved there): the queues of the call cannot be served.
+        reason = unfixable(exc) or ""
+        if found:
+            reason = f"{why(found[0])}; it fails calls for other queues too"
+        return dict.fromkeys([q for q in called if q in served] or served, reason)
 
-    def _stop(self, stops: dict[str, str], advice: str) -> None:
+    def _stop(self, stops: dict[str, str]) -> None:
         shared = self._shared
         with self._lock:
             new = {q: why for q, why in stops.items() if q in shared.queues}
-            if not new:  # it was traced to queues stopped already, yet it goes on: stop the rest
-                new = dict.fromkeys(shared.queues, f"{advice} (again, after the queues it concerns stopped)")
             if not new:
                 return
             shared.queues = [q for q in shared.queues if q not in new]
