@@ -83,14 +83,15 @@ class SlotLoop:
         need_tasks = not self.slot.buffer and not leaving
         count = self._batch_size() if need_tasks else 0
         sent = time.monotonic()
+        queues = shared.queues  # as sent: another thread may stop one meanwhile
         try:
             stored, fetched = shared.link.ack_and_fetch(
-                self.acks, shared.worker_id, shared.queues, count, logs=self.outputs, taskset=shared.taskset
+                self.acks, shared.worker_id, queues, count, logs=self.outputs, taskset=shared.taskset
             )
             shared.outage.recovered()
             self.backoff.reset()
         except REDIS_ERRORS as exc:
-            if shared.refusals.judge(exc, shared.queues if count > 0 else None):
+            if shared.refusals.judge(exc, queues if count > 0 else None):
                 self._drop_refused()
                 return ("leave" if not shared.queues else "again"), None  # nothing to retry
             shared.outage.failed(exc)
@@ -184,10 +185,11 @@ class SlotLoop:
             if until_due <= 0:
                 return
             timeout = min(timeout, until_due + 0.001)
+        queues = shared.queues
         try:
-            shared.link.wait_for_work(shared.queues, shared.worker_id, timeout, taskset=shared.taskset)
+            shared.link.wait_for_work(queues, shared.worker_id, timeout, taskset=shared.taskset)
         except REDIS_ERRORS as exc:
-            if shared.refusals.judge(exc, shared.queues):
+            if shared.refusals.judge(exc, queues):
                 return
             shared.outage.failed(exc)
             shared.stop.wait(0.5)
