@@ -43,9 +43,11 @@ class ScalablePool(Protocol):
     """What the autoscaler needs of a worker pool (``taskqueue.worker.WorkerPool`` is one)."""
 
     id: str
-    queues: list[str]
     #: Published with every heartbeat: the autoscaler puts its state here.
     info: dict[str, Any]
+
+    @property
+    def queues(self) -> list[str]: ...
 
     def count(self) -> int: ...
 

@@ -52,6 +52,14 @@ class LocalPool(Protocol):
 
     def count(self) -> int: ...
 
+    @property
+    def refused(self) -> dict[str, str]:
+        """Queues it stopped serving because Redis answered what no retry fixes: queue -> why."""
+        ...
+
+    @property
+    def queues(self) -> list[str]: ...
+
 
 class HealthState(StrEnum):
     HEALTHY = "healthy"
@@ -158,7 +166,10 @@ def health_check(
     else:
         failure = "Redis is unreachable"
     unknown = ComponentStatus(HealthState.DEGRADED, f"not checked: {failure}")
-    components["workers"] = unknown if reading is None else _workers(pool, reading, expected_workers)
+    if reading is None:  # what this process refused is known without reading Redis
+        components["workers"] = _refused(pool, {"not_checked": failure}) or unknown
+    else:
+        components["workers"] = _workers(pool, reading, expected_workers)
     components["scheduler"] = _service(
         scheduler,
         "scheduler",
@@ -296,8 +307,14 @@ def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | No
         "expected_threads": expected,
         "pending_tasks": pending,
     }
+    elsewhere = {wid: info["refused"] for wid, info in reading.workers.items() if info.get("refused")}
+    if elsewhere:
+        details["refused"] = elsewhere
     if pool is not None:
         details["this_process_threads"] = pool.count()
+        refused = _refused(pool, {**details, "refused": elsewhere})
+        if refused is not None:
+            return refused
         if pool.id not in reading.workers:
             return ComponentStatus(
                 HealthState.UNHEALTHY,
@@ -314,11 +331,31 @@ def _workers(pool: LocalPool | None, reading: MetricsReading, expected: int | No
             HealthState.DEGRADED, "no live worker: new tasks will wait until one starts", details
         )
     summary = f"{processes} process(es), {threads} thread(s), {busy} busy"
+    if elsewhere:
+        listing = "; ".join(
+            f"{wid} stopped serving {', '.join(repr(q) for q in refused)}"
+            for wid, refused in elsewhere.items()
+        )
+        return ComponentStatus(HealthState.DEGRADED, f"{listing} ({summary})", details)
     if expected is not None and threads < expected:
         return ComponentStatus(
             HealthState.DEGRADED, f"{threads} live worker thread(s), {expected} expected ({summary})", details
         )
     return ComponentStatus(HealthState.HEALTHY, summary, details)
+
+
+def _refused(pool: LocalPool | None, details: dict[str, Any]) -> ComponentStatus | None:
+    """What this process's pool stopped serving (Redis answered what no retry fixes), if anything."""
+    refused = pool.refused if pool is not None else {}
+    if pool is None or not refused:
+        return None
+    details = {**details, "refused": {**details.get("refused", {}), pool.id: refused}}
+    listing = "; ".join(f"{queue!r}: {why}" for queue, why in refused.items())
+    if not pool.queues:
+        return ComponentStatus(
+            HealthState.UNHEALTHY, f"this process serves no queue any more: {listing}", details
+        )
+    return ComponentStatus(HealthState.DEGRADED, f"this process stopped serving queue(s) {listing}", details)
 
 
 def _service(ext: object | None, name: str, absent: str) -> ComponentStatus:

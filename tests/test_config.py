@@ -256,7 +256,7 @@ def test_unknown_variables_are_reported_and_unrelated_ones_ignored(project: Path
         "workers.threads = '3' (from variable TASK_QUEUE_WORKERS__THREADS): unknown setting; "
         "known: initial_count, heartbeat_interval, lease_heartbeats, "
         "shutdown_grace_period, idle_poll_seconds, prefetch, prefetch_window, queues, status_delay, "
-        "unknown_task_grace, startup_wait"
+        "unknown_task_grace, startup_wait, processes"
     ]
     with pytest.raises(ConfigurationError, match="TASK_QUEUE_A__B__C"):
         load_settings(environ={"TASK_QUEUE_A__B__C": "1"})
@@ -309,6 +309,8 @@ RULE_CASES = [
     ("workers.status_delay", {"workers": {"status_delay": 6}}, "between 0 and 5 seconds"),
     ("workers.unknown_task_grace", {"workers": {"unknown_task_grace": -1}}, ">= 0 seconds"),
     ("workers.startup_wait", {"workers": {"startup_wait": -1}}, ">= 0 seconds"),
+    ("workers.processes", {"workers": {"processes": 0}}, "between 1 and 256"),
+    ("workers.processes", {"workers": {"processes": 257}}, "between 1 and 256"),
     ("workers.queues", {"workers": {"queues": ["high", "nope"]}}, "not configured (nope)"),
     ("tasks.max_retries", {"tasks": {"max_retries": -1}}, ">= 0"),
     ("tasks.timeout_seconds", {"tasks": {"timeout_seconds": 0}}, "> 0"),

@@ -23,7 +23,7 @@ import redis
 import tenacity
 
 from taskqueue.broker.connection import mask_url
-from taskqueue.broker.errors import TRANSIENT
+from taskqueue.broker.errors import TRANSIENT, unfixable
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.scripts import Scripts, is_cluster
 from taskqueue.config import Settings
@@ -125,7 +125,15 @@ class RedisCore:
     def wrap_error(self, exc: redis.exceptions.RedisError, doing: str) -> BrokerError:
         """The ``BrokerError`` for ``exc``: what failed, while doing what, and what to do about it."""
         text = str(exc)
-        if isinstance(exc, redis.exceptions.ReadOnlyError) or "read only replica" in text:
+        advice = unfixable(exc)
+        if advice is not None:  # no retry changes this answer: say what to do instead
+            message = f"Redis refused a command while {doing}: {advice}"
+        elif isinstance(exc, redis.exceptions.ClusterDownError):
+            message = (
+                f"the Redis Cluster is down while {doing} ({exc}): a slot has no serving master "
+                "(a failover under way, or nodes lost); it may come back"
+            )
+        elif isinstance(exc, redis.exceptions.ReadOnlyError) or "read only replica" in text:
             # redis-py files this under ConnectionError; it is retried (a failover
             # may be under way) but reported for what it is.
             message = f"Redis is a read-only replica while {doing}: {exc}. Point redis.url at the primary"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import redis
 
+    from taskqueue.broker.diagnosis import WrongType
     from taskqueue.broker.records import (
         Delivery,
         EnqueueRequest,
@@ -140,6 +141,10 @@ class WorkerLink(Protocol):
 
     def wake_workers(self, worker_id: str, count: int) -> None:
         """Wake ``count`` idle threads of a worker process."""
+
+    def wrong_types(self, queues: Sequence[str]) -> list[WrongType]:
+        """The keys of the namespace and of ``queues`` that hold another type than taskqueue
+        writes there (read-only): which key a WRONGTYPE reply was about."""
 
 
 #: What ``SchedulerLink.claim_periodic`` answers, one code per claim (``claim_periodic.lua``).

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from taskqueue.broker.core import RedisCore
+from taskqueue.broker.diagnosis import WrongType, wrong_types
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import Ack, WorkerLink
 from taskqueue.broker.records import Delivery, FetchResult, text
@@ -425,6 +426,9 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         pipe.rpush(key, *(["1"] * max(1, count)))
         pipe.expire(key, 60)
         pipe.execute()
+
+    def wrong_types(self, queues: Sequence[str]) -> list[WrongType]:
+        return wrong_types(self.client, self.keys, queues)
 
 
 __all__ = ["RedisWorkerLink"]

@@ -22,10 +22,23 @@ import click
 
 from taskqueue import __version__
 from taskqueue.cli.app import build_queue, wait_for_redis
-from taskqueue.cli.group import EXIT_FAILURE, UsageFailure, app_option, checked_queue, cli, url_option
-from taskqueue.config import Settings
+from taskqueue.cli.group import (
+    EXIT_FAILURE,
+    Failure,
+    Options,
+    UsageFailure,
+    app_option,
+    checked_queue,
+    cli,
+    url_option,
+)
+from taskqueue.cli.processes import Supervisor, SupervisorLink
+from taskqueue.config import Settings, load_settings
 from taskqueue.queue import TaskQueue
 from taskqueue.urls import mask_url
+
+#: The most worker processes one supervisor runs.
+MAX_PROCESSES = 256
 
 
 def _parse_autoscale(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
@@ -139,6 +152,15 @@ def configure_logging(log_level: str) -> None:
     help="Wait this long for Redis to answer at start, then exit 1 (default: workers.startup_wait, "
     "60; 0: do not wait). Wrong credentials or ACL grants exit 2 at once.",
 )
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(1, MAX_PROCESSES),
+    metavar="N",
+    help="Run N supervised worker processes of --workers threads each, for CPU-bound tasks "
+    "(default: workers.processes, 1: this process only).",
+)
+@click.option("--supervisor-fd", type=int, hidden=True)  # set by the supervisor for its children
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -151,13 +173,69 @@ def worker(
     metrics_port: int | None,
     log_level: str,
     wait_seconds: float | None,
+    processes: int | None,
+    supervisor_fd: int | None,
 ) -> None:
     """Run worker threads until SIGTERM or Ctrl-C (a second Ctrl-C stops at once)."""
     configure_logging(log_level)
+    if supervisor_fd is None:
+        count = processes if processes is not None else _processes_setting(ctx)
+        if count > 1:
+            ctx.exit(_supervise(ctx, count))
+    link = SupervisorLink(supervisor_fd) if supervisor_fd is not None else None
     # It may start before its Redis (docker-compose, a reboot): wait for it, for a bounded time.
     q = build_queue(ctx, app, url)
     wait = q.settings.workers.startup_wait if wait_seconds is None else wait_seconds
-    run_worker(ctx, wait_for_redis(q, wait), workers, queues, scheduler, autoscale, metrics_port)
+    run_worker(ctx, wait_for_redis(q, wait), workers, queues, scheduler, autoscale, metrics_port, link)
+
+
+def _processes_setting(ctx: click.Context) -> int:
+    """``workers.processes`` from the settings files and environment (the supervisor does
+    not import the app, so settings built in its code do not count here)."""
+    options: Options = ctx.find_object(Options) or Options(None, None)
+    return load_settings(options.settings_path, options.env).workers.processes
+
+
+def _child_command(ctx: click.Context, number: int, fd: int) -> list[str]:
+    """The argv of worker process ``number``: this command without --processes. Only the
+    first serves --metrics-port (metrics are read from Redis, so one port shows them all)."""
+    options: Options = ctx.find_object(Options) or Options(None, None)
+    p = ctx.params
+    argv = [sys.executable, "-m", "taskqueue"]
+    argv += ["--settings", options.settings_path] if options.settings_path else []
+    argv += ["--env", options.env] if options.env else []
+    argv += ["worker", "--app", p["app"], "--log-level", p["log_level"], "--supervisor-fd", str(fd)]
+    for flag, value in (("--url", p["url"]), ("--workers", p["workers"]), ("--queues", p["queues"])):
+        argv += [flag, str(value)] if value is not None else []
+    argv += ["--scheduler"] if p["scheduler"] else []
+    argv += ["--autoscale", "{}:{}".format(*p["autoscale"])] if p["autoscale"] else []
+    argv += ["--wait-for-redis", repr(p["wait_seconds"])] if p["wait_seconds"] is not None else []
+    if p["metrics_port"] is not None and number == 1:
+        argv += ["--metrics-port", str(p["metrics_port"])]
+    return argv
+
+
+def _supervise(ctx: click.Context, count: int) -> int:
+    """Run ``count`` worker processes until SIGTERM or Ctrl-C; the exit code."""
+    options: Options = ctx.find_object(Options) or Options(None, None)
+    grace = load_settings(options.settings_path, options.env).workers.shutdown_grace_period
+    supervisor = Supervisor(lambda number, fd: _child_command(ctx, number, fd), count, grace)
+    click.echo(
+        f"taskqueue {__version__} supervisor: {count} worker processes, pid {os.getpid()}; "
+        "stop with Ctrl-C or SIGTERM (graceful)"
+    )
+    sys.stdout.flush()
+    code = supervisor.run()
+    if supervisor.failure is not None:
+        exc = Failure(supervisor.failure[1])
+        exc.exit_code = supervisor.failure[0]
+        raise exc
+    click.echo(
+        "supervisor stopped: every worker process finished its running tasks"
+        if code == 0
+        else "supervisor stopped; some tasks were left to their leases (they will run again)"
+    )
+    return code
 
 
 def _with_options(
@@ -187,8 +265,12 @@ def run_worker(
     scheduler: bool,
     autoscale: tuple[int, int] | None,
     metrics_port: int | None = None,
+    supervisor: SupervisorLink | None = None,
 ) -> None:
-    """Serve ``q`` until SIGTERM or Ctrl-C: ``taskqueue worker`` and ``flask taskqueue worker``."""
+    """Serve ``q`` until SIGTERM or Ctrl-C: ``taskqueue worker`` and ``flask taskqueue worker``.
+
+    ``supervisor``: the link of a worker process that ``--processes`` started; it hears
+    that this process serves, and stops it when the supervisor is gone."""
     served = _parse_queues(q.settings, queues)
     q.settings = _with_options(q.settings, workers, scheduler, autoscale)
     count = q.settings.workers.initial_count
@@ -196,12 +278,26 @@ def run_worker(
     shutdown.install()
     metrics_url = _serve_metrics(q, metrics_port) if metrics_port is not None else None
     q.start_workers(count, queues=served)  # with the scheduler and autoscaler the settings enable
+    refusals = q.pool.refusals if q.pool is not None else None
+    if refusals is not None:  # Redis answered what no retry fixes, for every queue: stop
+        refusals.listeners.append(lambda reason: shutdown.requested.set())
+        if refusals.exhausted.is_set():
+            shutdown.requested.set()
     _banner(q, count, metrics_url)
+    if supervisor is not None:
+        supervisor.ready()
+        supervisor.watch(shutdown.requested.set)
     shutdown.requested.wait()
     # Nothing scales or schedules while the workers drain.
     q.stop_scheduler()
     q.services.stop_all()
-    if q.stop_workers():
+    finished = q.stop_workers()
+    if refusals is not None and refusals.exhausted.is_set():
+        message = f"worker stopped: no queue left to serve: {refusals.reason}"
+        if supervisor is not None:
+            supervisor.fatal(message)  # no restart fixes it
+        raise Failure(message)
+    if finished:
         click.echo("worker stopped: every running task finished")
     else:
         click.echo("worker stopped; tasks still running were left to their leases (they will run again)")

@@ -75,6 +75,11 @@ def worker_rules(w: WorkerSettings) -> list[Rule]:
         ("workers.status_delay", 0 <= w.status_delay <= 5, "must be between 0 and 5 seconds"),
         ("workers.unknown_task_grace", w.unknown_task_grace >= 0, "must be >= 0 seconds"),
         ("workers.startup_wait", w.startup_wait >= 0, "must be >= 0 seconds"),
+        (
+            "workers.processes",
+            1 <= w.processes <= 256,
+            "must be between 1 and 256 (worker processes on this host; 1: no supervisor)",
+        ),
     ]
 
 

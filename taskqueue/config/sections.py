@@ -61,6 +61,9 @@ class WorkerSettings:
     #: Seconds ``taskqueue worker`` waits for Redis to answer at start (docker-compose, a
     #: reboot) before it exits with code 1; 0: exit at once.
     startup_wait: float = 60.0
+    #: Worker processes ``taskqueue worker`` runs on this host, each of ``initial_count``
+    #: threads, supervised (restarted when one dies); 1: the command's own process only.
+    processes: int = 1
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ class Heartbeat:
                 next_beat = time.monotonic() + interval
                 backoff.reset()
             except REDIS_ERRORS as exc:
+                # What no retry fixes stops the queues it concerns; the beat goes on (slower)
+                # so the registry shows what was refused once Redis takes the beat again.
+                shared.refusals.judge(exc)
                 shared.outage.failed(exc)
                 backoff.pause(shared.stop)
 

@@ -36,6 +36,7 @@ from taskqueue.worker.execute import Executor
 from taskqueue.worker.failure import FailureRecorder
 from taskqueue.worker.heartbeat import Heartbeat
 from taskqueue.worker.publisher import StatePublisher
+from taskqueue.worker.refusal import Refusals
 from taskqueue.worker.slot import SlotLoop
 from taskqueue.worker.state import Held, Shared, Slot
 from taskqueue.worker.tasklog import TaskLog
@@ -60,10 +61,9 @@ class WorkerPool:
         self.link = link
         self.registry = registry
         self.settings = settings
-        self.queues = list(queues)
         self.hooks = hooks if hooks is not None else Hooks()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._shared = Shared(link, settings, self.hooks, self.id, self.queues)
+        self._shared = Shared(link, settings, self.hooks, self.id, list(queues))
         self._stop = self._shared.stop
         events = AttemptEvents(self.hooks, self.id)
         self._recorder = FailureRecorder(self._shared, events)
@@ -72,7 +72,7 @@ class WorkerPool:
         self._publisher = StatePublisher(self._shared, self._live_slots, self._describe)
         beat_info = self._publisher.described
         self._heartbeat = Heartbeat(self._shared, beat_info, self._watchdog.lose_lease, self._taskset)
-        self._published_set: tuple[int, TaskSet] | None = None
+        self._published_set: tuple[int, tuple[str, ...], TaskSet] | None = None
         self._shared.republish = self._registry_changed
         self._events = events
         self._own_hooks = _pool_hooks(settings)
@@ -87,6 +87,21 @@ class WorkerPool:
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.id} threads={self.count()} queues={','.join(self.queues)}>"
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues served, by priority (fewer once one is refused: see ``refused``)."""
+        return self._shared.queues
+
+    @property
+    def refused(self) -> dict[str, str]:
+        """Queues no longer served because Redis answered what no retry fixes: queue -> why."""
+        return dict(self._shared.refusals.refused)
+
+    @property
+    def refusals(self) -> Refusals:
+        """The refused queues, the event set once nothing is left, and its listeners."""
+        return self._shared.refusals
 
     @property
     def broker(self) -> WorkerLink:
@@ -115,6 +130,7 @@ class WorkerPool:
         try:
             self._heartbeat_once()  # publishes the task set before any thread fetches
         except REDIS_ERRORS as exc:  # e.g. out of memory: the heartbeat thread keeps trying
+            self._shared.refusals.judge(exc)  # unless no retry can fix it
             self._shared.outage.failed(exc)
         helpers = (
             (self._heartbeat.loop, "heartbeat"),
@@ -249,11 +265,11 @@ class WorkerPool:
 
     def _taskset(self) -> TaskSet:
         """What this process serves, rebuilt only when the registry changed."""
-        version = self.registry.version
-        if self._published_set is None or self._published_set[0] != version:
+        version, queues = self.registry.version, tuple(self.queues)
+        if self._published_set is None or self._published_set[:2] != (version, queues):
             definitions = {d.name: d.published() for d in self.registry.definitions()}
-            self._published_set = (version, TaskSet.of(self.queues, definitions))
-        return self._published_set[1]
+            self._published_set = (version, queues, TaskSet.of(list(queues), definitions))
+        return self._published_set[2]
 
     def _registry_changed(self) -> None:
         """Publish the task set now: a task was defined after the workers started (a
@@ -269,6 +285,7 @@ class WorkerPool:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": self.queues,
+            **({"refused": self.refused} if self._shared.refusals.refused else {}),
             "threads": self.count(),
             "busy": self.busy(),
             "started_at": self._started_at,

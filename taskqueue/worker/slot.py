@@ -46,9 +46,9 @@ class SlotLoop:
         self.republished = False
 
     def run(self) -> None:
-        slot = self.slot
+        slot, shared = self.slot, self.shared
         try:
-            while not slot.abandoned:
+            while not slot.abandoned and shared.queues:  # none left: see Refusals
                 leaving = slot.retiring
                 fetched: FetchResult | None = None
                 if self._exchange_due(leaving):
@@ -83,13 +83,17 @@ class SlotLoop:
         need_tasks = not self.slot.buffer and not leaving
         count = self._batch_size() if need_tasks else 0
         sent = time.monotonic()
+        queues = shared.queues  # as sent: another thread may stop one meanwhile
         try:
             stored, fetched = shared.link.ack_and_fetch(
-                self.acks, shared.worker_id, shared.queues, count, logs=self.outputs, taskset=shared.taskset
+                self.acks, shared.worker_id, queues, count, logs=self.outputs, taskset=shared.taskset
             )
             shared.outage.recovered()
             self.backoff.reset()
         except REDIS_ERRORS as exc:
+            if shared.refusals.judge(exc, queues if count > 0 else None):
+                self._drop_refused()
+                return ("leave" if not shared.queues else "again"), None  # nothing to retry
             shared.outage.failed(exc)
             if leaving and not self.acks and self.slot.buffer:
                 return "leave", None  # the leases of the buffered tasks expire; they are redelivered
@@ -106,6 +110,19 @@ class SlotLoop:
             self.republished = False
             self._take(fetched, sent)
         return "ok", fetched
+
+    def _drop_refused(self) -> None:
+        """Forget the outcomes of tasks of queues no longer served: they cannot be stored (their
+        leases expire, and the tasks wait in Redis until the cause is fixed)."""
+        kept = [ack for ack in self.acks if ack[0].queue in self.shared.queues]
+        for delivery, _, _ in self.acks:
+            if delivery.queue not in self.shared.queues:
+                self.shared.held.forget(delivery)
+                self.outputs.pop(delivery.id, None)
+                log.warning(
+                    "task %s: outcome not stored (queue %r no longer served)", delivery.id, delivery.queue
+                )
+        self.acks = kept
 
     def _acknowledged(self, stored: list[bool]) -> None:
         for (delivery, _, _), ok in zip(self.acks, stored, strict=True):
@@ -168,9 +185,12 @@ class SlotLoop:
             if until_due <= 0:
                 return
             timeout = min(timeout, until_due + 0.001)
+        queues = shared.queues
         try:
-            shared.link.wait_for_work(shared.queues, shared.worker_id, timeout, taskset=shared.taskset)
+            shared.link.wait_for_work(queues, shared.worker_id, timeout, taskset=shared.taskset)
         except REDIS_ERRORS as exc:
+            if shared.refusals.judge(exc, queues):
+                return
             shared.outage.failed(exc)
             shared.stop.wait(0.5)
 

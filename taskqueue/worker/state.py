@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from taskqueue import context
 from taskqueue.broker.errors import REDIS_ERRORS
+from taskqueue.worker.refusal import Refusals
 
 if TYPE_CHECKING:
     from taskqueue.broker import Delivery, TaskSet
@@ -216,6 +217,7 @@ class Shared:
     settings: Settings
     hooks: Hooks
     worker_id: str
+    #: The queues still served, by priority; replaced (never changed in place) when one stops.
     queues: list[str]
     held: Held = field(default_factory=Held)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -231,8 +233,11 @@ class Shared:
     #: the server may hand the task to another worker, so that two attempts of
     #: one task never run at the same time (as far as Python can stop a thread).
     lease_limit: float = 0.0
+    #: The queues this pool stopped serving on an answer that no retry can fix.
+    refusals: Refusals = field(init=False)
 
     def __post_init__(self) -> None:
+        self.refusals = Refusals(self)
         if not self.lease_limit:
             lease = self.settings.lease_seconds
             self.lease_limit = lease - 0.5 * min(self.settings.workers.heartbeat_interval, lease / 3)
