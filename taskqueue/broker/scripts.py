@@ -47,6 +47,9 @@ NAMES = (
     "claim_periodic",
     "watch",
     "start",
+    "browse",
+    "retry_now",
+    "delete_dead",
 )
 
 
