@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, request
+from markupsafe import Markup
 
 from taskqueue.dashboard.render import FILTERS, csrf_token, server_ms
 
@@ -24,16 +25,19 @@ def live_view(
     LIVE[name] = (template, build, data)
 
 
-def fragment(template: str, context: dict[str, Any]) -> str:
+def fragment(template: str, context: dict[str, Any]) -> Markup:
+    """A page's live region, rendered (and so escaped) by its template: safe to embed."""
     from taskqueue.dashboard.app import state
 
     st = state()
-    return render_template(
-        f"tq_dashboard/{template}",
-        bp=request.blueprint,
-        read_only=st.access.read_only,
-        csrf=csrf_token(),
-        **context,
+    return Markup(
+        render_template(
+            f"tq_dashboard/{template}",
+            bp=request.blueprint,
+            read_only=st.access.read_only,
+            csrf=csrf_token(),
+            **context,
+        )
     )
 
 
@@ -42,7 +46,7 @@ def _live(view: str) -> Any:
         abort(404, f"no live view {view!r}; views: {', '.join(sorted(LIVE))}")
     template, build, data = LIVE[view]
     context = build()
-    html = fragment(template, context)
+    html = str(fragment(template, context))
     return jsonify({"view": view, "html": html, "data": data(context), "server_ms": round(server_ms(), 1)})
 
 

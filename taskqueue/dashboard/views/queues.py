@@ -72,7 +72,7 @@ def _purge(name: str) -> Any:
     backend = _backend()
     checked_queue(backend.queues, name)
     if request.form.get("confirm", "") != name:
-        abort(400, f"to purge, type the queue's name ({name}) in the confirmation box")
+        abort(400, f"to purge, type the name of the queue ({name}) in the confirmation box")
     n = backend.admin.purge(name)
     return back(f"purged {n} pending task(s) of {name}", "queues")
 
