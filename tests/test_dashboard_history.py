@@ -62,7 +62,9 @@ def test_no_history_with_retention_zero(make_queue, redis_client: redis.Redis) -
     assert not list(redis_client.scan_iter(q.broker.keys.minutes_prefix + "*"))
 
 
-def test_history_reads_cost_two_round_trips_whatever_the_range(queue: TaskQueue, round_trips: Counter[str]) -> None:
+def test_history_reads_cost_two_round_trips_whatever_the_range(
+    queue: TaskQueue, round_trips: Counter[str]
+) -> None:
     queue.broker.ping()  # the connection's own handshake is not the reads'
     for minutes in (60, 1440):
         round_trips.clear()

@@ -101,7 +101,7 @@ def _finish(response: Response) -> Response:
         f"connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {state().frame_ancestors}",
     )
     h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "no-referrer")
+    h.setdefault("Referrer-Policy", "same-origin")  # "no-referrer" makes Chromium send Origin: null
     h.setdefault("Cache-Control", "no-store")
     if hasattr(g, "tq_started"):
         h["Server-Timing"] = f"app;dur={server_ms():.1f}"
