@@ -293,4 +293,14 @@ def test_token_must_be_clean() -> None:
         Access.from_token("")
 
 
-def _unused(_: Any) -> None: ...
+def test_a_queue_page_by_page(queue: TaskQueue, serve: Callable[..., Served]) -> None:
+    @queue.task
+    def noop(i: int) -> None: ...
+
+    handles = queue.enqueue_many([noop.s(i) for i in range(70)])
+    c = signed_in(serve(queue))
+    first = c.get("/queues/default?limit=50")
+    assert first.status == 200 and handles[0].id in first.text and handles[60].id not in first.text
+    assert "/queues/default?limit=50&amp;offset=50" in first.text or "offset=50" in first.text
+    second = c.get("/queues/default?limit=50&offset=50")
+    assert handles[60].id in second.text and 'rel="next"' not in second.text
