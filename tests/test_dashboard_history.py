@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -43,6 +44,7 @@ def test_outcomes_are_counted_per_minute_and_task_name(make_queue, redis_client:
     q = make_queue(tasks={"retry_backoff_initial": 0.01, "retry_jitter": 0})
     _run_some(q)
     current, raw = q.broker.history(["default"], 3)
+    assert current * 60_000 <= time.time() * 1000 < (current + 1) * 60_000 + 5_000
     h = queue_history("default", raw["default"])
     assert h.by_task["hist.ok"].ok == 30 and h.by_task["hist.ok"].failed == 0
     assert h.by_task["hist.bad"].failed == 2  # both attempts, the retried one and the dead one

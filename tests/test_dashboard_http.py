@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from taskqueue import TaskFailed, TaskQueue
 from taskqueue.dashboard import Access, Backend, create_app
 
-from .conftest import wait_until
 from .dashboard_client import Client, Served
 
 TOKEN = "s3cret-dashboard-token"

@@ -8,53 +8,20 @@ checks of every POST (see ``auth.py``).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
-from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, redirect, request, url_for
+from flask import Blueprint, Flask, Response, g, jsonify, redirect, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from taskqueue.dashboard import views
 from taskqueue.dashboard.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Access, cross_site, csrf_ok
 from taskqueue.dashboard.backend import Backend
+from taskqueue.dashboard.context import EXTENSION, DashboardState, safe_next, state
 from taskqueue.dashboard.render import FILTERS, page, server_ms
 
-EXTENSION = "taskqueue_dashboard"
 #: Endpoints open without signing in: the login form and the stylesheet and script.
 OPEN = {"login", "static"}
-
-
-@dataclasses.dataclass(frozen=True)
-class DashboardState:
-    backend: Backend
-    access: Access
-    #: Shown on every page (no token: who can reach it; read-only), None for none.
-    banner: str | None = None
-    #: Who may show the dashboard in a frame (CSP): itself only, but a notebook's page too
-    #: for ``q.dashboard()``.
-    frame_ancestors: str = "'self'"
-
-
-def state() -> DashboardState:
-    found: DashboardState = current_app.extensions[EXTENSION][request.blueprint]
-    return found
-
-
-def safe_next(target: str | None, default: str) -> str:
-    """A redirect target only within this site: a path, never '//host' or a full URL."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
-
-
-def back(message: str = "", default_endpoint: str = "overview") -> Response:
-    """After a change: 303 to where the form came from (``next``), with a message to show."""
-    target = safe_next(request.form.get("next"), url_for(f".{default_endpoint}"))
-    if message:
-        target += ("&" if "?" in target else "?") + "msg=" + quote(message)
-    return redirect(target, 303)  # type: ignore[return-value]
 
 
 def _refuse(status: int, message: str) -> Response:
@@ -186,4 +153,4 @@ def create_app(
     return app
 
 
-__all__ = ["EXTENSION", "DashboardState", "abort", "back", "create_app", "dashboard_blueprint", "state"]
+__all__ = ["create_app", "dashboard_blueprint"]

@@ -13,7 +13,7 @@ from taskqueue.dashboard.views.live import fragment, live_view
 
 
 def _backend() -> Any:
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     return state().backend
 
@@ -46,7 +46,7 @@ def dead() -> str:
 
 
 def _requeue() -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     backend = _backend()
     if request.form.get("all"):
@@ -58,7 +58,7 @@ def _requeue() -> Any:
 
 
 def _delete() -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     backend = _backend()
     if request.form.get("all"):

@@ -27,7 +27,7 @@ def live_view(
 
 def fragment(template: str, context: dict[str, Any]) -> Markup:
     """A page's live region, rendered (and so escaped) by its template: safe to embed."""
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     st = state()
     return Markup(

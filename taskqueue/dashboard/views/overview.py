@@ -15,7 +15,7 @@ from taskqueue.dashboard.views.live import fragment, live_view
 
 
 def context() -> dict[str, Any]:
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     backend = state().backend
     chosen = request.args.get("range", "1h")

@@ -12,7 +12,7 @@ from taskqueue.periodic import periodic_list
 
 
 def _backend() -> Any:
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     return state().backend
 
@@ -28,7 +28,7 @@ def periodic() -> str:
 
 
 def _trigger(name: str) -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     if not _backend().inspection.trigger_periodic(name):
         abort(404, f"no periodic task {name!r} is registered")

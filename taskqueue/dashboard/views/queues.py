@@ -13,7 +13,7 @@ from taskqueue.dashboard.views.live import fragment, live_view
 
 
 def _backend() -> Any:
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     return state().backend
 
@@ -57,7 +57,7 @@ def one_queue(name: str) -> str:
 
 
 def _pause(name: str) -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     backend = _backend()
     checked_queue(backend.queues, name)
@@ -67,7 +67,7 @@ def _pause(name: str) -> Any:
 
 
 def _purge(name: str) -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     backend = _backend()
     checked_queue(backend.queues, name)

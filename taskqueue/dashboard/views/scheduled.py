@@ -14,7 +14,7 @@ STATUSES = ("", "SCHEDULED", "RETRYING")
 
 
 def context() -> dict[str, Any]:
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     status = request.args.get("status", "").upper()
     if status not in STATUSES:

@@ -36,7 +36,7 @@ _STORED = {
 
 
 def _backend() -> Any:
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     return state().backend
 
@@ -65,7 +65,7 @@ def detail(task_id: str) -> Any:
 
 
 def _cancel(task_id: str) -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     before = _backend().producer.cancel(task_id)
     if before is None:
@@ -74,7 +74,7 @@ def _cancel(task_id: str) -> Any:
 
 
 def _retry(task_id: str) -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     (moved,) = _backend().inspection.retry_now([task_id])
     if not moved:
@@ -85,14 +85,14 @@ def _retry(task_id: str) -> Any:
 
 
 def _bulk_run_now() -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     moved = _backend().inspection.retry_now(chosen_ids())
     return back(f"{sum(1 for m in moved if m)} task(s) moved to their queue", "scheduled")
 
 
 def _bulk_cancel() -> Any:
-    from taskqueue.dashboard.app import back
+    from taskqueue.dashboard.context import back
 
     before = _backend().producer.cancel_many(chosen_ids())
     return back(f"cancel asked of {sum(1 for b in before if b)} task(s)", "scheduled")

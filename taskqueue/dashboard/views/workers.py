@@ -13,7 +13,7 @@ from taskqueue.dashboard.views.live import fragment, live_view
 
 
 def context() -> dict[str, Any]:
-    from taskqueue.dashboard.app import state
+    from taskqueue.dashboard.context import state
 
     backend = state().backend
     snap = backend.inspection.snapshot(backend.queues, dead_limit=0, scheduled_limit=0)
