@@ -10,7 +10,14 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["taskqueue", "taskqueue.*"]),
-    package_data={"taskqueue": ["py.typed", "broker/scripts/*.lua"]},
+    package_data={
+        "taskqueue": [
+            "py.typed",
+            "broker/scripts/*.lua",
+            "dashboard/templates/tq_dashboard/*.html",
+            "dashboard/static/*",
+        ]
+    },
     install_requires=[
         "redis[hiredis]>=5.0",
         "msgpack>=1.0",

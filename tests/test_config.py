@@ -342,6 +342,7 @@ RULE_CASES = [
         "between autoscaler.min_workers (2) and autoscaler.max_workers (3)",
     ),
     ("scheduler.tick_interval", {"scheduler": {"tick_interval": 0}}, "> 0"),
+    ("metrics.history_retention", {"metrics": {"history_retention": 30}}, ">= 60 seconds"),
     ("scheduler.max_tasks_per_tick", {"scheduler": {"max_tasks_per_tick": 0}}, ">= 1"),
     ("flask.route_prefix", {"flask": {"route_prefix": "tasks/"}}, "start with '/'"),
     ("flask.auth_token", {"flask": {"auth_token": "abc\n"}}, "whitespace"),

@@ -46,7 +46,7 @@ CLIENT_COMMANDS = (
 #: Called inside the Lua scripts (ACL rules apply there too).
 SCRIPT_COMMANDS = (
     "exists", "hget", "hmget", "hset", "hdel", "hincrby", "lpop", "lpush", "lrem", "ltrim",
-    "persist", "rename", "sismember", "type", "zadd", "zremrangebyrank", "zremrangebyscore",
+    "persist", "pexpireat", "rename", "sismember", "type", "zadd", "zremrangebyrank", "zremrangebyscore",
     "zrevrange", "zscore",
 )  # fmt: skip
 

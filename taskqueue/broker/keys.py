@@ -152,6 +152,26 @@ class Keys:
     def metrics(self, name: str) -> str:
         return self.metrics_prefix + name
 
+    @property
+    def minutes_prefix(self) -> str:
+        """HASH per queue and minute (``minutes:<queue>:<epoch minute>``): the history the
+        dashboard charts, written by ack.lua and fail.lua in the call that stores the
+        outcome, and expiring ``metrics.history_retention`` after its minute ends. Fields,
+        per task name: ``ok|<name>`` (succeeded attempts), ``fail|<name>`` (failed attempts,
+        retried or not; cancellations are not counted), ``ms|<name>`` (sum of their
+        execution times, ms) and ``h<bucket>|<name>`` (their execution-time histogram, the
+        buckets of ``HISTOGRAM_BOUNDS_MS``). Bounded by the retention and the number of
+        task names, never by the number of tasks."""
+        return self.base + "minutes:"
+
+    def minutes(self, name: str) -> str:
+        """The prefix of one queue's minute hashes; the scripts append the epoch minute."""
+        return self.minutes_prefix + name + ":"
+
+    def minute(self, name: str, minute: int) -> str:
+        """One queue's hash for one epoch minute (``ms // 60000``)."""
+        return self.minutes(name) + str(int(minute))
+
     # Shared ---------------------------------------------------------------
     @property
     def leases(self) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import redis
 
+    from taskqueue.broker.browsing import TaskDetail, TaskPage
     from taskqueue.broker.diagnosis import WrongType
     from taskqueue.broker.records import (
         Delivery,
@@ -245,6 +246,36 @@ class Inspection(Protocol):
 
     def unserved(self, limit: int = 10) -> Unserved:
         """Tasks waiting because no live worker serves their name: the count and the oldest."""
+
+    # -- the dashboard's pages and actions (``broker/browsing.py``) ----------------------------
+    def task_pages(
+        self,
+        requests: Sequence[tuple[str, str]],
+        offset: int = 0,
+        limit: int = 50,
+        *,
+        name: str = "",
+        status: str = "",
+        scan: int = 2000,
+    ) -> list[TaskPage]:
+        """A page of each (index, queue): index "pending", "scheduled", "running" or "dead";
+        filtered by task name and status; at most ``scan`` entries looked at per index.
+        One round trip."""
+
+    def task_detail(self, task_id: str) -> TaskDetail | None:
+        """One task's record, history, logs and progress in one round trip; None if unknown."""
+
+    def history(self, queues: Sequence[str], minutes: int) -> tuple[int, dict[str, list[dict[str, int]]]]:
+        """The per-minute history of the last ``minutes`` minutes per queue (two round trips)."""
+
+    def retry_now(self, task_ids: Sequence[str]) -> list[str]:
+        """Scheduled, retrying, dead, failed or cancelled tasks to their queue now, atomically each."""
+
+    def delete_dead(self, queue: str, task_ids: Sequence[str]) -> int:
+        """Delete chosen dead letters of a queue with their data, atomically."""
+
+    def trigger_periodic(self, name: str) -> bool:
+        """Make a periodic task's next run due now (the next scheduler tick runs it)."""
 
 
 class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):

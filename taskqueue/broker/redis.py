@@ -13,6 +13,7 @@ class over fakeredis.
 
 from __future__ import annotations
 
+from taskqueue.broker.browsing import RedisBrowsing
 from taskqueue.broker.inspection import RedisInspection
 from taskqueue.broker.ports import Broker
 from taskqueue.broker.producer import RedisProducer
@@ -22,7 +23,13 @@ from taskqueue.broker.worker_link import RedisWorkerLink
 
 
 class RedisBroker(
-    RedisProducer, RedisWorkerLink, RedisSchedulerLink, RedisInspection, RedisTaskRegistry, Broker
+    RedisProducer,
+    RedisWorkerLink,
+    RedisSchedulerLink,
+    RedisInspection,
+    RedisBrowsing,
+    RedisTaskRegistry,
+    Broker,
 ):
     """All four ports on one client: ``RedisBroker(client, settings, url)``."""
 

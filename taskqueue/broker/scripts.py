@@ -48,6 +48,9 @@ NAMES = (
     "claim_periodic",
     "watch",
     "start",
+    "browse",
+    "retry_now",
+    "delete_dead",
 )
 
 

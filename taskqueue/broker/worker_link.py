@@ -64,6 +64,11 @@ def _worth_visiting(peek: list[Any], now_ms: int, grace_ms: int) -> tuple[bool, 
 class RedisWorkerLink(RedisCore, WorkerLink):
     """``WorkerLink`` on Redis. The hot path, ``ack_and_fetch``, is one pipeline."""
 
+    @property
+    def _history_ms(self) -> int:
+        """How long the per-minute history is kept (ms; 0: none), as ack.lua and fail.lua take it."""
+        return int(self.settings.metrics.history_retention * 1000)
+
     # -- pieces of the hot path's pipeline ---------------------------------------------
     def _fetch_call(
         self, pipe: Any, k: Keys, worker_id: str, queues: Sequence[str], count: int, taskset: TaskSet | None
@@ -110,13 +115,21 @@ class RedisWorkerLink(RedisCore, WorkerLink):
 
     def _ack_call(self, pipe: Any, k: Keys, acks: Sequence[Ack]) -> None:
         """Queue one ``ack.lua`` call storing every result of the batch (of ``k``'s slot group)."""
-        args: list[Any] = [int(self.settings.tasks.result_ttl * 1000)]
+        args: list[Any] = [int(self.settings.tasks.result_ttl * 1000), self._history_ms]
         for delivery, result, runtime_ms in acks:
             args += [delivery.id, delivery.token, delivery.queue, result, runtime_ms]
         self.scripts.queue(
             pipe,
             "ack",
-            [k.task_prefix, k.history_prefix, k.done_prefix, k.stats_prefix, k.metrics_prefix, k.leases],
+            [
+                k.task_prefix,
+                k.history_prefix,
+                k.done_prefix,
+                k.stats_prefix,
+                k.metrics_prefix,
+                k.leases,
+                k.minutes_prefix,
+            ],
             args,
         )
 
@@ -240,6 +253,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             k.history_prefix,
             k.done_prefix,
             k.metrics(delivery.queue),
+            k.minutes(delivery.queue),
         ]
         args = [
             delivery.id,
@@ -253,6 +267,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             dead_max,
             dead_ttl,
             int(runtime_ms),
+            self._history_ms,
         ]
 
         def build(pipe: Any) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import click
 
-from taskqueue.cli import dead, demo, enqueue, status, tasks, worker  # noqa: F401 - each adds its command
+from taskqueue.cli import dashboard, dead, demo, enqueue, status, tasks, worker  # noqa: F401 - each adds its command
 from taskqueue.cli.app import import_app, open_queue, ready
 from taskqueue.cli.group import (
     EXIT_FAILURE,

@@ -22,6 +22,7 @@ from taskqueue.config.sections import (
     AutoscalerSettings,
     DeadLetterSettings,
     FlaskSettings,
+    MetricsSettings,
     RedisSettings,
     SchedulerSettings,
     SecuritySettings,
@@ -139,6 +140,16 @@ def scheduler_rules(sc: SchedulerSettings) -> list[Rule]:
     ]
 
 
+def metrics_rules(m: MetricsSettings) -> list[Rule]:
+    return [
+        (
+            "metrics.history_retention",
+            m.history_retention == 0 or m.history_retention >= 60,
+            "must be 0 (no history) or >= 60 seconds (one minute is the history's step)",
+        ),
+    ]
+
+
 def _clean_secret(text: str) -> bool:
     """No surrounding whitespace and nothing unprintable: the marks of a copy-paste accident."""
     return text == text.strip() and text.isprintable()
@@ -224,6 +235,7 @@ SECTION_RULES: dict[str, Callable[[Any], list[Rule]]] = {
     "dead_letter": dead_letter_rules,
     "autoscaler": autoscaler_rules,
     "scheduler": scheduler_rules,
+    "metrics": metrics_rules,
     "flask": flask_rules,
     "security": security_rules,
 }

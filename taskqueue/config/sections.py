@@ -113,6 +113,13 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    #: Seconds the per-minute history (throughput and latency per queue and task name,
+    #: what the dashboard charts) is kept in Redis; 0: no history is written.
+    history_retention: float = 7 * 86400.0
+
+
+@dataclass(frozen=True)
 class FlaskSettings:
     route_prefix: str = "/tasks"
     enable_metrics: bool = True
@@ -126,6 +133,8 @@ class FlaskSettings:
     allowed_tasks: tuple[str, ...] = ()
     #: Largest accepted request body; larger ones get 413 before they are parsed.
     max_body_bytes: int = 1_048_576
+    #: Mount the web dashboard under <route_prefix>/dashboard.
+    dashboard: bool = False
 
     def __repr__(self) -> str:
         return _repr(
@@ -161,6 +170,7 @@ SECTIONS: dict[str, type] = {
     "dead_letter": DeadLetterSettings,
     "autoscaler": AutoscalerSettings,
     "scheduler": SchedulerSettings,
+    "metrics": MetricsSettings,
     "flask": FlaskSettings,
     "security": SecuritySettings,
 }

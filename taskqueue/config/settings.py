@@ -20,6 +20,7 @@ from taskqueue.config.sections import (
     AutoscalerSettings,
     DeadLetterSettings,
     FlaskSettings,
+    MetricsSettings,
     RedisSettings,
     SchedulerSettings,
     SecuritySettings,
@@ -37,6 +38,7 @@ class Settings:
     dead_letter: DeadLetterSettings = field(default_factory=DeadLetterSettings)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     flask: FlaskSettings = field(default_factory=FlaskSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     #: Queue name -> priority; a worker always serves the highest priority first.

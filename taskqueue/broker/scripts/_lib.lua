@@ -61,6 +61,28 @@ local function count_finished(m, now, n)
   end
 end
 
+-- History ---------------------------------------------------------------------------------
+-- The per-minute history (Keys.minutes_prefix): one hash per queue and minute, fields per
+-- task name. `add(key, field, n)` adds to a field (ack.lua sums a batch first, fail.lua
+-- increments at once); `minutes` is the queue's prefix (Keys.minutes), retention_ms 0 means
+-- no history. Returns the key written (nil when none), for history_expire.
+local function history_add(add, minutes, now, retention_ms, name, ok, runtime)
+  if retention_ms <= 0 then return nil end
+  local key = minutes .. math.floor(now / 60000)
+  if not name or name == '' then name = '?' end
+  add(key, (ok and 'ok|' or 'fail|') .. name, 1)
+  if runtime and runtime >= 0 then
+    add(key, 'h' .. bucket_of(runtime) .. '|' .. name, 1)
+    add(key, 'ms|' .. name, runtime)
+  end
+  return key
+end
+
+-- A minute's hash lives retention_ms after its minute ends (the same deadline each time).
+local function history_expire(key, now, retention_ms)
+  redis.call('PEXPIREAT', key, (math.floor(now / 60000) + 1) * 60000 + retention_ms)
+end
+
 -- Put a task in its queue's dead-letter set, which is bounded by size and age.
 -- d = {task_prefix, history_prefix, done_prefix, dead_key, stats_key, metrics_key, max, ttl}
 -- Returns how many older dead tasks were dropped to respect the bounds.

@@ -6,7 +6,9 @@
 -- blocks on is only written for tasks somebody waits on (see watch.lua).
 -- KEYS[1] task prefix  KEYS[2] history prefix  KEYS[3] done prefix
 -- KEYS[4] stats prefix KEYS[5] metrics prefix  KEYS[6] leases zset
--- ARGV[1] result ttl ms, then 5 per task: id, token, queue, result bytes, runtime ms
+-- KEYS[7] minutes prefix (the per-minute history, Keys.minutes_prefix)
+-- ARGV[1] result ttl ms  ARGV[2] history retention ms (0: none),
+-- then 5 per task: id, token, queue, result bytes, runtime ms
 -- Returns one 1 (stored) or 0 (token no longer matches: nothing written) per task.
 -- The same ack repeated (its reply was lost) finds its token in 'acked' and returns 1.
 local tp, hp, dp, sp, mp, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -24,7 +26,9 @@ local function add(key, field, n)
   end
   slot[field] = (slot[field] or 0) + n
 end
-for i = 2, #ARGV, 5 do
+-- the per-minute history: keys written by this batch
+local minutes, retention, minute_keys = KEYS[7], tonumber(ARGV[2]), {}
+for i = 3, #ARGV, 5 do
   local id, token, queue, runtime = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4])
   local t = tp .. id
   local f = redis.call('HMGET', t, 'token', 'name', 'attempts', 'waiters', 'acked')
@@ -52,6 +56,8 @@ for i = 2, #ARGV, 5 do
         add(m, 'exec.sum|' .. name, runtime)
       end
     end
+    local hk = history_add(add, minutes .. queue .. ':', now, retention, name, true, runtime)
+    if hk then minute_keys[hk] = true end
     out[#out + 1] = 1
   end
 end
@@ -65,5 +71,8 @@ for _, key in ipairs(order) do
 end
 for m, n in pairs(finished) do
   count_finished(m, now, n)
+end
+for key in pairs(minute_keys) do
+  history_expire(key, now, retention)
 end
 return out

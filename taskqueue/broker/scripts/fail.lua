@@ -8,10 +8,12 @@
 -- KEYS[5] history list  KEYS[6] scheduled zset  KEYS[7] scheduler wake list
 -- KEYS[8] dead zset of the queue  KEYS[9] task prefix  KEYS[10] history prefix
 -- KEYS[11] done prefix  KEYS[12] metrics hash of the queue
+-- KEYS[13] the queue's minutes prefix (per-minute history, Keys.minutes)
 -- ARGV[1] id  ARGV[2] token  ARGV[3] action  ARGV[4] history entry (JSON)
 -- ARGV[5] error (msgpack)  ARGV[6] retry delay ms  ARGV[7] reason
 -- ARGV[8] result ttl ms  ARGV[9] dead max size  ARGV[10] dead ttl ms
 -- ARGV[11] runtime ms of the attempt (-1: not measured)
+-- ARGV[12] history retention ms (0: no history)
 -- Returns {stored (0/1), dead entries dropped}
 local task = redis.call('HMGET', KEYS[1], 'token', 'name')
 if task[1] ~= ARGV[2] then
@@ -21,6 +23,13 @@ local now = now_ms()
 local action = ARGV[3]
 local name = task[2]
 observe(KEYS[12], 'exec', name, tonumber(ARGV[11]))
+-- the per-minute history: every failed attempt but a cancellation
+if action ~= 'cancelled' then
+  local retention = tonumber(ARGV[12]) or 0
+  local hk = history_add(function(k, f, n) redis.call('HINCRBY', k, f, n) end,
+    KEYS[13], now, retention, name, false, tonumber(ARGV[11]))
+  if hk then history_expire(hk, now, retention) end
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('RPUSH', KEYS[5], ARGV[4])
 redis.call('HSET', KEYS[1], 'error', ARGV[5], 'token', '')

@@ -49,6 +49,21 @@ def _flask_settings(queue: TaskQueue, overrides: Mapping[str, Mapping[str, Any]]
     return queue.settings.replace(flask=overrides["flask"]).flask
 
 
+def _mount_dashboard(app: Flask, queue: TaskQueue, api: HttpApi) -> None:
+    """The dashboard's pages under ``<route_prefix>/dashboard``, with the API's tokens."""
+    from taskqueue.dashboard import Access, Backend, dashboard_blueprint
+
+    access = Access.from_digests(api.token_digests)
+    banner = (
+        None
+        if access.token_required
+        else "No flask.auth_token is set: anyone who can reach this app can see and change everything here."
+    )
+    app.register_blueprint(
+        dashboard_blueprint(Backend.of(queue), access, banner=banner), url_prefix=f"{api.prefix}/dashboard"
+    )
+
+
 class TaskQueueExtension:
     """``TaskQueueExtension(app)`` or ``ext = TaskQueueExtension(); ext.init_app(app)``.
 
@@ -57,6 +72,8 @@ class TaskQueueExtension:
     (as ``TaskQueue.from_settings(**overrides)`` would). ``start_workers``: run a
     worker pool in this process (default: ``app.config["TASK_QUEUE_START_WORKERS"]``,
     else False); ``workers``: its thread count (default ``workers.initial_count``).
+    ``dashboard``: mount the web dashboard under ``<route_prefix>/dashboard``, guarded
+    by the API's tokens (default: the ``flask.dashboard`` setting).
     """
 
     def __init__(
@@ -66,6 +83,7 @@ class TaskQueueExtension:
         *,
         start_workers: bool | None = None,
         workers: int | None = None,
+        dashboard: bool | None = None,
     ) -> None:
         if queue is not None and not isinstance(queue, TaskQueue):
             raise TypeError(f"queue must be a TaskQueue (or None to build one from settings), got {queue!r}")
@@ -73,6 +91,11 @@ class TaskQueueExtension:
             raise TypeError(f"start_workers must be True or False, got {start_workers!r}")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        if dashboard is not None and not isinstance(dashboard, bool):
+            raise TypeError(
+                f"dashboard must be True or False (default: the flask.dashboard setting), got {dashboard!r}"
+            )
+        self._dashboard = dashboard
         self._queue = queue
         self._start_workers = start_workers
         self._workers = workers
@@ -99,6 +122,9 @@ class TaskQueueExtension:
         state = AppState(queue, owned, api, self._workers)
         app.extensions[EXTENSION_NAME] = state
         app.register_blueprint(blueprint(api), url_prefix=api.prefix or None)
+        fs = _flask_settings(queue, overrides)
+        if self._dashboard if self._dashboard is not None else fs.dashboard:
+            _mount_dashboard(app, queue, api)
         app.cli.add_command(cli_group())
         if self._app is None:
             self._app = app
