@@ -68,7 +68,13 @@ def _read(name: str) -> str:
 class Scripts:
     def __init__(self) -> None:
         bounds = ", ".join(str(b) for b in HISTOGRAM_BOUNDS_MS)
-        lib = f"local HIST_BOUNDS_MS = {{{bounds}}}\n" + _read("_lib")
+        # _lib.lua, then every _lib_<topic>.lua (workflows, limits...), in name order.
+        extra = sorted(
+            p.name[: -len(".lua")]
+            for p in resources.files("taskqueue.broker").joinpath("scripts").iterdir()
+            if p.name.startswith("_lib_") and p.name.endswith(".lua")
+        )
+        lib = f"local HIST_BOUNDS_MS = {{{bounds}}}\n" + "\n".join(_read(name) for name in ["_lib", *extra])
         #: The shared helpers as prepended to every script (tests run them on their own).
         self.lib = lib
         self.source: dict[str, str] = {name: lib + "\n" + _read(name) for name in NAMES}
