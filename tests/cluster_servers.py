@@ -73,6 +73,9 @@ class Node:
 class Cluster:
     nodes: list[Node]
     _clients: list[redis.Redis] = field(default_factory=list)
+    #: how the nodes were started (``restart`` starts one again the same way)
+    _binary: str = ""
+    _extra: Sequence[str] = ()
 
     @property
     def masters(self) -> list[Node]:
@@ -93,6 +96,14 @@ class Cluster:
         """The master whose slots hold ``key`` (as assigned at the start)."""
         slot = key_slot(key.encode() if isinstance(key, str) else key)
         return next(n for n in self.masters if n.slots is not None and slot in n.slots)
+
+    def restart(self, node: Node) -> None:
+        """Start a stopped (or killed) node again, on its port and with its directory: it
+        rejoins from its nodes.conf, as a replica of whoever took over its slots."""
+        if node.proc.poll() is None:
+            raise AssertionError(f"node {node.port} is still running")
+        node.proc = _start(self._binary, node.port, node.directory, self._extra)
+        wait_for(lambda: self.client(node).ping(), 30, f"node {node.port} to start again")
 
     def other_than(self, node: Node) -> Node:
         """A master other than ``node``."""
@@ -159,7 +170,7 @@ def cluster(
         binary = find_server_binary()
     root = Path(directory) / f"cluster-{time.monotonic_ns()}"
     nodes: list[Node] = []
-    made = Cluster(nodes)
+    made = Cluster(nodes, _binary=binary, _extra=tuple(extra_args))
     try:
         ports: list[int] = []
         for _ in range(masters * (1 + replicas)):
