@@ -188,7 +188,7 @@ def on_cluster(workdir: Path, acks: int, lag: float = 0.0) -> Report:
 
     # A primary drops a replica that has not answered for repl-timeout (1 s here), then
     # goes on taking writes that only its backlog holds: what ``lag`` makes happen.
-    with cluster(workdir, masters=3, replicas=1, extra_args=["--repl-timeout", "1"]) as c:
+    with cluster(workdir, masters=3, replicas=1, extra_args=["--repl-timeout", "1", "--repl-diskless-sync-delay", "0"]) as c:
 
         def busiest():
             calls = {}
@@ -212,7 +212,7 @@ def on_cluster(workdir: Path, acks: int, lag: float = 0.0) -> Report:
             c.restart(victim[0])
             _wait(
                 lambda: c.client(victim[0]).info("replication").get("master_link_status") == "up",
-                60,
+                120,
                 "the old primary to follow the new one",
             )
 
@@ -222,7 +222,7 @@ def on_cluster(workdir: Path, acks: int, lag: float = 0.0) -> Report:
 def on_sentinel(workdir: Path, acks: int, lag: float = 0.0) -> Report:
     from .sentinel_servers import sentinel_set
 
-    with sentinel_set(workdir, extra_args=["--repl-timeout", "1"]) as s:
+    with sentinel_set(workdir, extra_args=["--repl-timeout", "1", "--repl-diskless-sync-delay", "0"]) as s:
 
         def kill() -> None:
             _lag_then_kill(s.replica.proc, s.primary.proc, lag)

@@ -91,7 +91,7 @@ class SentinelSet:
         client = redis.Redis(port=self.primary.port, socket_timeout=5)
         wait_for(
             lambda: client.info("replication").get("master_link_status") == "up",
-            60,
+            120,
             "the old primary to follow the new one",
         )
 

@@ -50,6 +50,10 @@ SCRIPT_COMMANDS = (
     "zrevrange", "zscore",
 )  # fmt: skip
 
+#: What redis-py's cluster client sends besides: the slot map, and the command table it
+#: reads once to find the keys of each command.
+CLUSTER_COMMANDS = ("cluster|slots", "command")
+
 #: Rules that some servers refuse: from the first version that refuses each, up to (not
 #: including) the first that takes it again.
 REFUSED: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {"client|setinfo": ((7, 0), (7, 2))}
@@ -73,9 +77,10 @@ def server_version(client: Any) -> tuple[int, int]:
     return parse_version(str(client.info("server")["redis_version"]))
 
 
-def acl_commands(version: str | Sequence[int] | None = None) -> list[str]:
-    """The commands to grant on a server of ``version`` (None: 7.2 and later, Valkey 7.2 and 8)."""
-    commands = list(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS))
+def acl_commands(version: str | Sequence[int] | None = None, cluster: bool = False) -> list[str]:
+    """The commands to grant on a server of ``version`` (None: 7.2 and later, Valkey 7.2 and 8),
+    with those of the cluster client on a cluster node."""
+    commands = list(dict.fromkeys(CLIENT_COMMANDS + SCRIPT_COMMANDS + (CLUSTER_COMMANDS if cluster else ())))
     if version is None:
         return commands
     at = parse_version(version)
@@ -84,12 +89,15 @@ def acl_commands(version: str | Sequence[int] | None = None) -> list[str]:
     return [c for c in commands if not (c in REFUSED and REFUSED[c][0] <= at < REFUSED[c][1])]
 
 
-def acl_rules(namespace: str = "taskqueue", version: str | Sequence[int] | None = None) -> list[str]:
+def acl_rules(
+    namespace: str = "taskqueue", version: str | Sequence[int] | None = None, cluster: bool = False
+) -> list[str]:
     """The rules of ``ACL SETUSER`` (without the user name and password) for a server of
-    ``version`` (None: 7.2 and later, Valkey 7.2 and 8)."""
+    ``version`` (None: 7.2 and later, Valkey 7.2 and 8); ``cluster`` for every node of a
+    Redis Cluster. The keys: the namespace's ``{namespace}`` and its queues' ``{namespace/queue}``."""
     return [
         "resetkeys", f"~{Keys(namespace).base}*", f"~{{{namespace}/*", "resetchannels", "-@all",
-        *(f"+{c}" for c in acl_commands(version)),
+        *(f"+{c}" for c in acl_commands(version, cluster)),
     ]  # fmt: skip
 
 
@@ -98,9 +106,10 @@ def acl_setuser(
     namespace: str = "taskqueue",
     password: str = "<password>",
     version: str | Sequence[int] | None = None,
+    cluster: bool = False,
 ) -> str:
     """The whole ``ACL SETUSER`` line, as an administrator would type it."""
-    return " ".join(["ACL SETUSER", user, "on", f">{password}", *acl_rules(namespace, version)])
+    return " ".join(["ACL SETUSER", user, "on", f">{password}", *acl_rules(namespace, version, cluster)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = parser.add_mutually_exclusive_group()
     server.add_argument("--url", help="ask this server its version (an administrator's URL)")
     server.add_argument("--server-version", help="its Redis version, e.g. 7.0 (default: 7.2 and later)")
+    parser.add_argument(
+        "--cluster", action="store_true", help="for the nodes of a Redis Cluster (set on each)"
+    )
     args = parser.parse_args(argv)
     version: str | tuple[int, int] | None = args.server_version
     if args.url:
@@ -121,13 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = redis.Redis.from_url(args.url, socket_connect_timeout=5, socket_timeout=5)
         try:
             version = server_version(client)
+            args.cluster = args.cluster or client.info("cluster").get("cluster_enabled") == 1
         except redis.exceptions.RedisError as exc:
             print(f"cannot ask the server its version: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         finally:
             client.close()
     try:
-        print(acl_setuser(args.user, args.namespace, version=version))
+        print(acl_setuser(args.user, args.namespace, version=version, cluster=args.cluster))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -60,7 +60,9 @@ class RedisCore:
             int(settings.dead_letter.ttl * 1000),
         )
         self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TRANSIENT),
+            # A write the replicas did not confirm is repeated as it is: the scripts know
+            # their own earlier write (a request's nonce), so only the WAIT is really redone.
+            retry=tenacity.retry_if_exception_type((*TRANSIENT, ReplicaAckError)),
             stop=(
                 tenacity.stop_after_attempt(max(1, settings.redis.retry_attempts))
                 | tenacity.stop_after_delay(settings.redis.retry_max_seconds)

@@ -212,3 +212,35 @@ def test_every_command_the_library_sends_is_in_the_acl_line() -> None:
     }
     assert {"evalsha", "wait"} <= sent
     assert sent <= granted_roots, sent - granted_roots
+
+
+@pytest.mark.slow
+def test_the_cluster_line_lets_the_user_run_tasks_on_every_node(redis_cluster, cluster_url, capsys) -> None:
+    """The line ``--url`` prints for a cluster node (it sees cluster mode and adds what the
+    cluster client needs), set on every node: the user enqueues, runs and reads on all masters."""
+    first = redis_cluster.masters[0]
+    assert main(["--url", f"redis://127.0.0.1:{first.port}", "--user", "tq"]) == 0
+    line = capsys.readouterr().out.split()
+    assert "+cluster|slots" in line and "+command" in line
+    rules = [r for r in line[2:] if not r.startswith(">")]  # the user's name and password follow
+    for node in redis_cluster.masters:
+        redis_cluster.client(node).execute_command("ACL", "SETUSER", "tq", "reset", ">pw", *rules[1:])
+    try:
+        url = cluster_url.replace("redis+cluster://", "redis+cluster://tq:pw@")
+        queues = {f"q{i}": i for i in range(6)}  # spread over the three masters
+        with TaskQueue(url, settings=make_settings(queues=queues), registry=TaskRegistry()) as q:
+
+            @q.task(queue="q0")
+            def echo(x):
+                return x
+
+            handles = [echo.apply_async(args=(i,), queue=f"q{i % 6}") for i in range(12)]
+            with q.running(workers=2):
+                assert [h.result(timeout=20) for h in handles] == list(range(12))
+            assert q.health_check().status.value in ("healthy", "degraded")
+        for node in redis_cluster.masters:
+            denied = redis_cluster.client(node).execute_command("ACL", "LOG")
+            assert denied == [], denied
+    finally:
+        for node in redis_cluster.masters:
+            redis_cluster.client(node).execute_command("ACL", "DELUSER", "tq")
