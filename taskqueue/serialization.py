@@ -11,6 +11,7 @@ Anything else is refused at enqueue time, before anything is written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -49,13 +50,13 @@ _CONTAINERS = (list, tuple, dict)
 
 
 def _check_depth(value: Any, depth: int = 0) -> None:
+    """Refuse arguments nested deeper than MAX_DEPTH. Walks only containers (one loop per
+    container, no call per leaf), so flat arguments, the common case, cost one pass."""
     if depth > MAX_DEPTH:
         raise SerializationError(f"arguments nest deeper than {MAX_DEPTH} levels")
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_depth(item, depth + 1)
-    elif isinstance(value, dict):
-        for item in value.values():
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    for item in items:
+        if isinstance(item, _CONTAINERS):
             _check_depth(item, depth + 1)
 
 
@@ -85,9 +86,16 @@ def _no_extensions(code: int, data: bytes) -> Any:
 _QUIET_ERRORS = {"StackError": "it nests too deeply", "FormatError": "malformed data"}
 
 
+#: msgpack's decoder as every payload is read: text as str, timestamps as datetimes, no
+#: other extension type.
+_unpackb = functools.partial(
+    msgpack.unpackb, raw=False, timestamp=3, strict_map_key=False, ext_hook=_no_extensions
+)
+
+
 def loads(data: bytes, *, what: str = "value") -> Any:
     try:
-        return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False, ext_hook=_no_extensions)
+        return _unpackb(data)
     except Exception as exc:  # noqa: BLE001 - msgpack raises many unrelated types on garbage
         reason = str(exc) or _QUIET_ERRORS.get(type(exc).__name__, type(exc).__name__)
         raise SerializationError(f"{what} is not valid msgpack: {reason}") from None
@@ -177,27 +185,45 @@ def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
 
 
 def decode(data: bytes) -> Envelope:
-    """Decode bytes read from Redis; any defect raises SerializationError with the reason."""
-    body = loads(data, what="task payload")
-    if not isinstance(body, dict):
+    """Decode bytes read from Redis; any defect raises SerializationError with the reason.
+
+    On the worker's hot path: one C call to msgpack, then only the checks a field needs
+    (containers are walked for depth only when there are some; options only when present).
+    """
+    try:
+        body = _unpackb(data)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises many unrelated types on garbage
+        reason = str(exc) or _QUIET_ERRORS.get(type(exc).__name__, type(exc).__name__)
+        raise SerializationError(f"task payload is not valid msgpack: {reason}") from None
+    if type(body) is not dict:
         raise SerializationError(f"task payload is a {type(body).__name__}, not an envelope")
     if body.get("v") != ENVELOPE_VERSION:
         raise SerializationError(f"task payload has unknown envelope version {body.get('v')!r}")
-    name, args = body.get("n"), body.get("a", [])
-    kwargs, options = body.get("k", {}), body.get("o", {})
-    if not isinstance(name, str) or not name:
+    name = body.get("n")
+    args = body.get("a", ())
+    kwargs = body.get("k")
+    options = body.get("o")
+    if type(name) is not str or not name:
         raise SerializationError("task payload has no task name")
-    if not isinstance(args, list):
+    if type(args) is not list and args != ():
         raise SerializationError("task payload arguments are not a list")
-    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+    for item in args:
+        if isinstance(item, _CONTAINERS):
+            _check_depth(args)
+            break
+    if kwargs is None:
+        kwargs = {}
+    elif type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
         raise SerializationError("task payload keyword arguments are not a map of names")
-    if not isinstance(options, dict):
+    else:
+        _check_depth(kwargs)
+    if options is None:
+        options = {}
+    elif type(options) is not dict:
         raise SerializationError("task payload options are not a map")
-    if (problem := options_problem(options)) is not None:
+    elif options and (problem := options_problem(options)) is not None:
         raise SerializationError(f"task payload option {problem}")
-    _check_depth(args)
-    _check_depth(kwargs)
-    return Envelope(name=name, args=tuple(args), kwargs=kwargs, options=options)
+    return Envelope(name, tuple(args), kwargs, options)
 
 
 def options_problem(options: dict[str, Any]) -> str | None:
