@@ -59,12 +59,13 @@ class RedisCore:
             int(settings.dead_letter.max_size),
             int(settings.dead_letter.ttl * 1000),
         )
+        self._retried = (*TRANSIENT, ReplicaAckError)
         self._retrying = tenacity.Retrying(
             # A write the replicas did not confirm is repeated as it is: the scripts know
             # their own earlier write (a request's nonce), so only the WAIT is really redone.
-            retry=tenacity.retry_if_exception_type((*TRANSIENT, ReplicaAckError)),
+            retry=tenacity.retry_if_exception_type(self._retried),
             stop=(
-                tenacity.stop_after_attempt(max(1, settings.redis.retry_attempts))
+                tenacity.stop_after_attempt(max(1, settings.redis.retry_attempts - 1))  # after the first
                 | tenacity.stop_after_delay(settings.redis.retry_max_seconds)
             ),
             wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=2.0),
@@ -153,7 +154,18 @@ class RedisCore:
         return error
 
     def producer_call(self, doing: str, fn: Callable[[], T]) -> T:
-        """Run fn, retrying transient connection errors, then raise BrokerError."""
+        """Run fn, retrying transient connection errors, then raise BrokerError.
+
+        The first try is a plain call: tenacity's retry object is built and entered only
+        after a failure, so the success path (nearly every call) pays nothing for it.
+        """
+        try:
+            return fn()
+        except self._retried as exc:
+            if self.settings.redis.retry_attempts <= 1 or self.settings.redis.retry_max_seconds <= 0:
+                raise self.wrap_error(exc, doing) from exc
+        except redis.exceptions.RedisError as exc:
+            raise self.wrap_error(exc, doing) from exc
         try:
             return self._retrying(fn)
         except redis.exceptions.RedisError as exc:
