@@ -381,6 +381,18 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
             self.broker, self.settings, self.services, here, url=self.url, refresh=refresh, **options
         )
 
+    def dashboard(self, **options: Any) -> Any:
+        """Serve the web dashboard from a thread of this process on 127.0.0.1 (a free port)
+        and show it inline in a notebook; its buttons work while a cell runs. Stopped by
+        ``.stop()`` or ``close()``. ``options``: see ``taskqueue.dashboard.notebook``."""
+        try:
+            from taskqueue.dashboard import Backend, notebook
+        except ImportError as exc:  # flask is an extra
+            raise ImportError(f"q.dashboard() needs Flask: pip install 'taskqueue[flask]' ({exc})") from None
+        if self._closed:
+            raise RuntimeError("this TaskQueue is closed; create a new one to serve its dashboard")
+        return notebook.start(Backend.of(self), self.services, **options)
+
     # -- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:
         """Stop this process's workers and helpers, close connections, release the server."""

@@ -82,6 +82,25 @@ print("all cells ran")
 ]
 
 
+#: Every element of the monitor whose content is wider than its box (cut, or scrolled
+#: sideways): table cells, labels, the HTML parts, the dead-letter list, and the sections.
+CLIPPED_JS = """
+() => {
+  const root = [...document.querySelectorAll('.widget-vbox')]
+    .find(e => e.innerText.includes('taskqueue monitor'));
+  const bad = [];
+  for (const e of root.querySelectorAll('td, th, .widget-label, .widget-html, .widget-html-content, select, .widget-box')) {
+    if (e.offsetParent === null) continue;
+    if (e.scrollWidth > e.clientWidth + 1) {
+      bad.push(`${e.tagName.toLowerCase()}.${e.className} ${e.scrollWidth}>${e.clientWidth}: ` +
+               e.innerText.slice(0, 60).replace(/\\s+/g, ' '));
+    }
+  }
+  return bad;
+}
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -205,6 +224,7 @@ def test_monitor_renders_in_jupyterlab(
                     timeout=30_000,
                 )
                 monitor.scroll_into_view_if_needed()
+                clipped = page.evaluate(CLIPPED_JS)
                 shown = monitor.inner_text()
                 page.screenshot(path=str(artifacts_dir / "monitor-jupyterlab-page.png"))
                 monitor.screenshot(path=str(artifacts_dir / "monitor-jupyterlab.png"))
@@ -232,3 +252,5 @@ def test_monitor_renders_in_jupyterlab(
     assert "p95" in shown
     assert "Scheduled (1)" in shown
     assert (artifacts_dir / "monitor-jupyterlab.png").stat().st_size > 10_000
+    # At 1400 px nothing is cut or scrolls sideways, a dead letter selected (the last cell).
+    assert clipped == [], "\n".join(clipped)
