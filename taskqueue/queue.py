@@ -154,7 +154,7 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         """Every periodic task registered in Redis (from any process), by next run, then
         this process's definitions that no scheduler has registered yet."""
         docs, due = self.broker.periodic_state()
-        return periodic_list(docs, due, self.periodic_definitions())
+        return periodic_list(docs, due, self.periodic_definitions(), self.broker.paused_periodic())
 
     # -- scheduler -------------------------------------------------------------------
     @property
