@@ -954,9 +954,14 @@ def test_status_shows_the_last_minute_and_cuts_no_name_below_forty(
     with pytest.raises(TaskFailed):
         q.enqueue(Signature(LONG_NAME)).result(timeout=10)
     try:
-        result = run("status", "--app", f"{name}:q", "--json")
-        assert result.exit_code == 0, result.output
-        data = json.loads(result.output)
+
+        def status() -> dict[str, Any]:
+            result = run("status", "--app", f"{name}:q", "--json")
+            assert result.exit_code == 0, result.output
+            return json.loads(result.output)
+
+        # both threads idle again, as their published states say (within workers.status_delay)
+        data = wait_until(lambda: (d := status())["totals"]["idle_threads"] == 2 and d)
         queues = {row["name"]: row for row in data["queues"]}
         # five quick ones in the long-named queue, the failure in default: all in the last 60 s
         assert (queues[LONG_QUEUE]["last_minute"], queues["default"]["last_minute"]) == (5, 1)

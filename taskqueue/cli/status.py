@@ -207,7 +207,12 @@ def _running_table(running: list[dict[str, Any]]) -> str:
 
 def _periodic_table(periodic: list[dict[str, Any]]) -> str:
     rows = [
-        [p.get("name", ""), p.get("queue", ""), _moment(p.get("next_run")), p.get("schedule", "")]
+        [
+            p.get("name", ""),
+            p.get("queue", ""),
+            _moment(p.get("next_run")),
+            p.get("schedule", "") + ("  (paused)" if p.get("paused") else ""),
+        ]
         for p in periodic
     ]
     others = [8, 14, 40]
