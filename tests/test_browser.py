@@ -79,6 +79,17 @@ q.map(add, [(i, i) for i in range(60)], queue="high")
 m.dead_select.value = m.dead_select.options[0][1]
 print("all cells ran")
 """,
+    """
+d = q.dashboard(height=600)
+d
+""",
+    """
+started = time.monotonic()  # a long cell: it ends when "high" is paused from the dashboard
+while "high" not in q.broker.paused_queues():
+    assert time.monotonic() - started < 120, "the dashboard did not answer while this cell ran"
+    time.sleep(0.05)
+print("paused from the dashboard while this cell ran")
+""",
 ]
 
 
@@ -228,6 +239,20 @@ def test_monitor_renders_in_jupyterlab(
                 shown = monitor.inner_text()
                 page.screenshot(path=str(artifacts_dir / "monitor-jupyterlab-page.png"))
                 monitor.screenshot(path=str(artifacts_dir / "monitor-jupyterlab.png"))
+                # q.dashboard(): click Pause in its frame while the last cell runs
+                frame = page.frame_locator("iframe[title='taskqueue dashboard']")
+                frame.locator("nav a", has_text="Queues").click(timeout=60_000)
+                frame.locator("tr", has_text="high").locator("button", has_text="Pause").click(timeout=30_000)
+                page.wait_for_selector(
+                    ".jp-OutputArea-output:has-text('paused from the dashboard while this cell ran')",
+                    timeout=60_000,
+                )
+                frame.locator("tr", has_text="high").locator("td.state", has_text="paused").wait_for(
+                    timeout=30_000
+                )
+                page.locator("iframe[title='taskqueue dashboard']").screenshot(
+                    path=str(artifacts_dir / "dashboard-in-jupyterlab.png")
+                )
             except sync_api.Error as exc:
                 failure = artifacts_dir / "monitor-jupyterlab-failure.png"
                 page.screenshot(path=str(failure))
