@@ -154,7 +154,7 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         """Every periodic task registered in Redis (from any process), by next run, then
         this process's definitions that no scheduler has registered yet."""
         docs, due = self.broker.periodic_state()
-        return periodic_list(docs, due, self.periodic_definitions())
+        return periodic_list(docs, due, self.periodic_definitions(), self.broker.paused_periodic())
 
     # -- scheduler -------------------------------------------------------------------
     @property
@@ -380,6 +380,18 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         return Monitor(
             self.broker, self.settings, self.services, here, url=self.url, refresh=refresh, **options
         )
+
+    def dashboard(self, **options: Any) -> Any:
+        """Serve the web dashboard from a thread of this process on 127.0.0.1 (a free port)
+        and show it inline in a notebook; its buttons work while a cell runs. Stopped by
+        ``.stop()`` or ``close()``. ``options``: see ``taskqueue.dashboard.notebook``."""
+        try:
+            from taskqueue.dashboard import Backend, notebook
+        except ImportError as exc:  # flask is an extra
+            raise ImportError(f"q.dashboard() needs Flask: pip install 'taskqueue[flask]' ({exc})") from None
+        if self._closed:
+            raise RuntimeError("this TaskQueue is closed; create a new one to serve its dashboard")
+        return notebook.start(Backend.of(self), self.services, **options)
 
     # -- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:

@@ -227,6 +227,27 @@ def test_scheduled_run_now_and_cancel(queue: TaskQueue, serve: Callable[..., Ser
     assert c.get("/scheduled?status=BOGUS").status == 400
 
 
+def test_pause_and_resume_a_periodic_task_by_click(queue: TaskQueue, serve: Callable[..., Served]) -> None:
+    @queue.periodic(every=3600, name="hourly-report")
+    def report() -> None: ...
+
+    queue.scheduler.sync()  # registered in Redis, as a starting scheduler does
+    s = serve(queue)
+    c = signed_in(s)
+    page = c.get("/periodic")
+    assert "Pause</button>" in page.text and '<td class="state">active</td>' in page.text
+    assert c.post("/periodic/hourly-report/pause", {"csrf": "forged"}).status == 403
+    r = c.post("/periodic/hourly-report/pause", {"csrf": page.csrf, "next": "/periodic"})
+    assert r.status == 303 and "its%20slots%20are%20skipped" in r.headers["Location"]
+    (info,) = queue.periodic_tasks()
+    assert info.paused
+    page = c.get("/periodic")
+    assert '<td class="state">paused</td>' in page.text and "Resume</button>" in page.text
+    assert c.post("/periodic/hourly-report/resume", {"csrf": page.csrf}).status == 303
+    assert not queue.periodic_tasks()[0].paused
+    assert c.post("/periodic/nope/pause", {"csrf": page.csrf}).status == 404
+
+
 def test_task_detail_shows_result_logs_history_and_progress(
     queue: TaskQueue, serve: Callable[..., Served]
 ) -> None:

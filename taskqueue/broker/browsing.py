@@ -206,12 +206,7 @@ class RedisBrowsing(RedisCore):
     def trigger_periodic(self, name: str) -> bool:
         """Make a periodic task's next run due now: the next scheduler tick runs it, and its
         schedule goes on from there. False when no such periodic task is registered."""
-        groups = [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
-
-        def find() -> Keys | None:  # the slot group of the periodic task's queue
-            return next((k for k in groups if self.client.zscore(k.periodic_due, name) is not None), None)
-
-        k = self.producer_call("reading periodic tasks", find)
+        k = self._periodic_group(name)
         if k is None:
             return False
 
@@ -221,6 +216,40 @@ class RedisBrowsing(RedisCore):
 
         self.producer_call(f"triggering periodic task {name}", move)
         return True
+
+    def _periodic_group(self, name: str) -> Keys | None:
+        """The slot group that holds periodic task ``name`` (its queue's), None if unknown."""
+        groups = [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
+
+        def find() -> Keys | None:
+            return next((k for k in groups if self.client.zscore(k.periodic_due, name) is not None), None)
+
+        return self.producer_call("reading periodic tasks", find)
+
+    def pause_periodic(self, name: str, paused: bool = True) -> bool:
+        """Pause a periodic task (schedulers claim its slots and skip them) or resume it
+        (its next slot runs). False when no such periodic task is registered."""
+        k = self._periodic_group(name)
+        if k is None:
+            return False
+        op = self.client.sadd if paused else self.client.srem
+        self.producer_call(
+            f"{'pausing' if paused else 'resuming'} periodic task {name}", lambda: op(k.periodic_paused, name)
+        )
+        return True
+
+    def paused_periodic(self) -> set[str]:
+        groups = [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for k in groups:
+                pipe.smembers(k.periodic_paused)
+            return pipe.execute()
+
+        return {
+            text(n) for members in self.producer_call("reading paused periodic tasks", read) for n in members
+        }
 
 
 __all__ = ["INDEXES", "RedisBrowsing", "TaskDetail", "TaskPage"]

@@ -237,6 +237,12 @@ class Keys:
         compare-and-set on this score, which is what makes each slot run once."""
         return self.base + "periodic-due"
 
+    @property
+    def periodic_paused(self) -> str:
+        """SET of paused periodic names: their slots are claimed and skipped, not run
+        (in the slot group of each periodic task's queue, beside its definition)."""
+        return self.base + "periodic-paused"
+
     # The task registry ------------------------------------------------------
     @property
     def taskset_prefix(self) -> str:

@@ -155,6 +155,7 @@ CLAIM_EXISTS = 3  # the slot was claimed; a task for it existed already, so none
 CLAIM_LOST = 0  # another scheduler claimed the slot first
 CLAIM_NOT_DUE = -1  # the slot is not due yet by the server clock
 CLAIM_UNKNOWN = -2  # the periodic task is not registered (any more)
+CLAIM_PAUSED = 4  # the slot was claimed and skipped: the periodic task is paused
 
 
 @runtime_checkable
@@ -277,6 +278,12 @@ class Inspection(Protocol):
     def trigger_periodic(self, name: str) -> bool:
         """Make a periodic task's next run due now (the next scheduler tick runs it)."""
 
+    def pause_periodic(self, name: str, paused: bool = True) -> bool:
+        """Pause (its slots are skipped) or resume a registered periodic task; False if unknown."""
+
+    def paused_periodic(self) -> set[str]:
+        """The names of the paused periodic tasks."""
+
 
 class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
     """All four ports: what ``TaskQueue`` holds and hands out piece by piece."""
@@ -296,4 +303,5 @@ __all__ = [
     "CLAIM_LOST",
     "CLAIM_NOT_DUE",
     "CLAIM_UNKNOWN",
+    "CLAIM_PAUSED",
 ]

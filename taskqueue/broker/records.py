@@ -258,6 +258,8 @@ class PeriodicClaim:
     payload: bytes
     signature: str
     max_retries: int
+    #: The document stored instead of ``document`` when the task is paused (slot skipped).
+    paused_document: str = ""
 
 
 # -- inspection ---------------------------------------------------------------------------

@@ -19,9 +19,10 @@ import click
 from taskqueue import __version__
 from taskqueue.cli.app import open_queue
 from taskqueue.cli.group import app_option, cli, json_option, url_option
-from taskqueue.cli.tables import ago, cut, name_width, table
+from taskqueue.cli.tables import ago, name_width, table
 from taskqueue.cli.tasks import unserved_lines, unserved_report
 from taskqueue.config import Settings
+from taskqueue.metrics import from_reading
 from taskqueue.queue import TaskQueue
 from taskqueue.urls import mask_url
 
@@ -49,6 +50,10 @@ def status_report(
     names = settings.queues_by_priority()
     reading = inspection.read_metrics(names)
     queues = _queue_rows(reading, settings, names)
+    figures = from_reading(reading, settings).queue_metrics
+    last_minute = {m.queue_name: m.throughput_last_minute for m in figures}
+    for row in queues:
+        row["last_minute"] = last_minute.get(row["name"], 0)
     workers = _worker_rows(reading.workers, time.time())
     running = sorted(
         (
@@ -79,6 +84,9 @@ def status_report(
             "dead": sum(q["dead"] for q in queues),
             "workers": len(workers),
             "threads": sum(int(w["threads"] or 0) for w in workers),
+            "idle_threads": max(0, sum(int(w["threads"] or 0) for w in workers) - busy),
+            # tasks that finished (succeeded or failed) in the last 60 s, every process
+            "last_minute": sum(q["last_minute"] for q in queues),
         },
     }
 
@@ -153,15 +161,20 @@ def _queues_table(queues: list[dict[str, Any]]) -> str:
             q["dead"],
             q["processed"],
             q["failed"],
+            q["last_minute"],
             "paused" if q["paused"] else "",
         ]
         for q in queues
     ]
-    headers = ["QUEUE", "PRIO", "PENDING", "DEAD", "PROCESSED", "FAILED", "STATE"]
-    return table(headers, rows, [20, 5, 9, 7, 10, 8, 6])
+    headers = ["QUEUE", "PRIO", "PENDING", "DEAD", "PROCESSED", "FAILED", "LAST MIN", "STATE"]
+    others = [4, 7, 6, 9, 6, 8, 6]
+    name_w = name_width((row[0] for row in rows), "QUEUE", others)
+    return table(headers, rows, [name_w, *others])
 
 
 def _workers_table(workers: list[dict[str, Any]]) -> str:
+    """One row per process; the host (a name) cut only past NAME_FLOOR, the queues it
+    serves last and never cut."""
     rows = [
         [
             w["host"],
@@ -169,12 +182,15 @@ def _workers_table(workers: list[dict[str, Any]]) -> str:
             w["threads"],
             w["busy"],
             ago(w["uptime_s"]),
+            w["id"].rsplit(":", 1)[-1][:8],
             ",".join(w["queues"]),
-            w["id"].rsplit(":", 1)[-1],
         ]
         for w in workers
     ]
-    return table(["HOST", "PID", "THREADS", "BUSY", "UP", "QUEUES", "ID"], rows, [16, 7, 7, 4, 5, 18, 8])
+    others = [7, 7, 4, 5, 8]
+    queues_w = max([6, *(len(row[6]) for row in rows)])
+    host_w = name_width((row[0] for row in rows), "HOST", [*others, min(queues_w, 18)])
+    return table(["HOST", "PID", "THREADS", "BUSY", "UP", "ID", "QUEUES"], rows, [host_w, *others, queues_w])
 
 
 def _running_table(running: list[dict[str, Any]]) -> str:
@@ -191,7 +207,12 @@ def _running_table(running: list[dict[str, Any]]) -> str:
 
 def _periodic_table(periodic: list[dict[str, Any]]) -> str:
     rows = [
-        [p.get("name", ""), p.get("queue", ""), _moment(p.get("next_run")), p.get("schedule", "")]
+        [
+            p.get("name", ""),
+            p.get("queue", ""),
+            _moment(p.get("next_run")),
+            p.get("schedule", "") + ("  (paused)" if p.get("paused") else ""),
+        ]
         for p in periodic
     ]
     others = [8, 14, 40]
@@ -200,14 +221,20 @@ def _periodic_table(periodic: list[dict[str, Any]]) -> str:
 
 
 def render_status(data: dict[str, Any]) -> str:
-    """The status as text tables (80 columns unless a task name needs more)."""
+    """The status as text tables (80 columns unless a name needs more: none is cut below
+    NAME_FLOOR characters, and the header line is never cut)."""
     totals = data["totals"]
-    out = [cut(f"taskqueue {__version__}  {data['url']}  namespace {data['namespace']}", 80), ""]
+    out = [f"taskqueue {__version__}  {data['url']}  namespace {data['namespace']}", ""]
     out.append(_queues_table(data["queues"]))
+    out.append(f"LAST MINUTE: {totals['last_minute']} task(s) finished, every process")
     if totals["scheduled"]:
         out.append(f"SCHEDULED: {totals['scheduled']} task(s), delayed or waiting to retry")
     workers = data["workers"]
-    out += ["", f"WORKERS: {len(workers)} process(es), {totals['threads']} thread(s)"]
+    out += [
+        "",
+        f"WORKERS: {len(workers)} process(es), {totals['threads']} thread(s), "
+        f"{totals['running']} busy, {totals['idle_threads']} idle",
+    ]
     if workers:
         out.append(_workers_table(workers))
     out += [
