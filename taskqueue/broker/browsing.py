@@ -140,27 +140,31 @@ class RedisBrowsing(RedisCore):
             record, [text(x) for x in logs], text(progress) if progress else None, server_ms(now)
         )
 
-    def history(self, queues: Sequence[str], minutes: int) -> tuple[int, dict[str, list[dict[str, int]]]]:
-        """The last ``minutes`` minutes of per-minute history of each queue, oldest first,
-        with the server's current minute last: (that minute, queue -> one dict per minute).
-        One round trip for the clock, one pipeline for the hashes."""
-        minutes = max(1, int(minutes))
+    def history(
+        self, queues: Sequence[str], minutes: int, step: int = 1
+    ) -> tuple[int, dict[str, list[dict[str, int]]]]:
+        """The last ``minutes`` minutes of history of each queue, summed into points of
+        ``step`` minutes (``history.lua``), oldest first, the server's current minute in the
+        last point: (that minute, queue -> one dict per point). One round trip for the
+        clock, one pipeline of one script call per queue, whatever the range."""
+        step = max(1, int(step))
+        points = max(1, int(minutes) // step)
 
         def read() -> tuple[int, list[Any]]:
             current = server_ms(self.client.time()) // 60000
-            pipe = self.client.pipeline(transaction=False)
-            for q in queues:
-                for m in range(current - minutes + 1, current + 1):
-                    pipe.hgetall(self.group(q).minute(q, m))
-            return current, pipe.execute()
+            first = current - points * step + 1
+
+            def build(pipe: Any) -> None:
+                for q in queues:
+                    self.scripts.queue(pipe, "history", [self.group(q).minutes(q)], [first, points, step])
+
+            return current, self._pipeline(build)
 
         current, replies = self.producer_call("reading the history", read)
-        out: dict[str, list[dict[str, int]]] = {}
-        for i, q in enumerate(queues):
-            out[q] = [
-                {text(f): int(v) for f, v in h.items()} for h in replies[i * minutes : (i + 1) * minutes]
-            ]
-        return current, out
+        return current, {
+            q: [{text(f): int(v) for f, v in zip(point[::2], point[1::2], strict=True)} for point in reply]
+            for q, reply in zip(queues, replies, strict=True)
+        }
 
     def retry_now(self, task_ids: Sequence[str]) -> list[str]:
         """Move each task to its queue now (see ``retry_now.lua``); per id, the status it

@@ -266,8 +266,11 @@ class Inspection(Protocol):
     def task_detail(self, task_id: str) -> TaskDetail | None:
         """One task's record, history, logs and progress in one round trip; None if unknown."""
 
-    def history(self, queues: Sequence[str], minutes: int) -> tuple[int, dict[str, list[dict[str, int]]]]:
-        """The per-minute history of the last ``minutes`` minutes per queue (two round trips)."""
+    def history(
+        self, queues: Sequence[str], minutes: int, step: int = 1
+    ) -> tuple[int, dict[str, list[dict[str, int]]]]:
+        """The history of the last ``minutes`` minutes per queue, in points of ``step``
+        minutes (two round trips)."""
 
     def retry_now(self, task_ids: Sequence[str]) -> list[str]:
         """Scheduled, retrying, dead, failed or cancelled tasks to their queue now, atomically each."""
