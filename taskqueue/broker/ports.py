@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from taskqueue.broker.browsing import TaskDetail, TaskPage
     from taskqueue.broker.diagnosis import WrongType
+    from taskqueue.broker.limits import LimitPool
     from taskqueue.broker.records import (
         Delivery,
         EnqueueRequest,
@@ -44,8 +45,9 @@ Ack = tuple["Delivery", bytes, int]
 class Producer(Protocol):
     """What code that sends tasks and waits on them needs."""
 
-    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
-        """Write every request or none (one round trip); False for a repeated request already stored."""
+    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
+        """Write every request or none (one round trip); False for a repeated request already
+        stored; for a unique or debounced request that joined an existing task, its id."""
 
     def cancel(self, task_id: str) -> str | None:
         """Cancel a task; returns its stored status before, None if unknown.
@@ -278,6 +280,23 @@ class Inspection(Protocol):
         """Make a periodic task's next run due now (the next scheduler tick runs it)."""
 
 
+@runtime_checkable
+class ProgressStore(Protocol):
+    """Where a worker pool writes task progress (``taskqueue.progress``)."""
+
+    def write_progress(self, items: Sequence[tuple[str, str, str, str]]) -> int:
+        """Store (task id, queue, lease token, JSON) for each task whose lease the token
+        still holds, in one round trip; the number stored."""
+
+
+@runtime_checkable
+class FlowInspection(Protocol):
+    """What the dashboard reads of flow control (DESIGN 11)."""
+
+    def limit_pools(self, queues: Sequence[str]) -> tuple[int, list[LimitPool]]:
+        """(server ms, the rate buckets and concurrency pools seen on ``queues``)."""
+
+
 class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
     """All four ports: what ``TaskQueue`` holds and hands out piece by piece."""
 
@@ -285,7 +304,9 @@ class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
 __all__ = [
     "Ack",
     "Broker",
+    "FlowInspection",
     "Inspection",
+    "ProgressStore",
     "PeriodicPlan",
     "Producer",
     "SchedulerLink",

@@ -51,6 +51,7 @@ NAMES = (
     "browse",
     "retry_now",
     "delete_dead",
+    "progress",
 )
 
 
