@@ -26,7 +26,9 @@ _LONGEST_WAIT = 3600.0
 
 
 class TaskHandle:
-    def __init__(self, producer: Producer, task_id: str, name: str = "", *, deduplicated: bool = False) -> None:
+    def __init__(
+        self, producer: Producer, task_id: str, name: str = "", *, deduplicated: bool = False
+    ) -> None:
         self.producer = producer
         self.id = task_id
         self.name = name

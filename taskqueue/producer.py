@@ -203,7 +203,9 @@ class TaskSender:
         if definition.limits is None and unique_key is None and unique_for is None:
             return "", "", None
         arguments = _arguments(definition, args, kwargs)
-        dedup, debounce = dedup_field(definition.limits, definition.name, queue, arguments, unique_key, unique_for)
+        dedup, debounce = dedup_field(
+            definition.limits, definition.name, queue, arguments, unique_key, unique_for
+        )
         return limit_field(definition.limits, definition.name, queue, arguments), dedup, debounce
 
     def _call_of(
@@ -284,7 +286,7 @@ class TaskSender:
     # -- step 3: write ------------------------------------------------------------------
     def _write(
         self, built: Sequence[tuple[EnqueueRequest, Envelope]]
-    ) -> tuple[list[EnqueueRequest], list[bool]]:
+    ) -> tuple[list[EnqueueRequest], list[bool | str]]:
         requests = self._announce(built)
         written = self.producer.enqueue(requests)
         if self.after_send is not None:

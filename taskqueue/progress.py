@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def decode(raw: str | bytes | None) -> Progress | None:
             float(d["done"]),
             None if total is None else float(total),
             str(d.get("message") or ""),
-            datetime.fromtimestamp(int(d["at_ms"]) / 1000, tz=timezone.utc),
+            datetime.fromtimestamp(int(d["at_ms"]) / 1000, tz=UTC),
         )
     except (ValueError, TypeError, KeyError, AttributeError):
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -155,7 +156,7 @@ def test_a_rate_limit_spaces_starts_and_holds_nothing_back_behind_it(any_queue: 
     assert behind.result(timeout=10) - sent < 0.4, "an unlimited task waited behind held ones"
     assert [h.result(timeout=10) for h in limited] == list(range(10))
     starts.sort()
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(starts)]
     assert min(gaps) >= 0.05 - 0.01, gaps  # one start per 50 ms (1 ms of the server clock allowed)
     assert starts[-1] - starts[0] >= 9 * 0.05 - 0.02
 
@@ -177,7 +178,7 @@ def test_limit_by_gives_each_value_its_own_bucket(any_queue: TaskQueue) -> None:
     for h in backlog:
         h.result(timeout=10)
     a = sorted(starts["a"])
-    assert min(y - x for x, y in zip(a, a[1:], strict=False)) >= 0.2 - 0.01
+    assert min(y - x for x, y in pairwise(a)) >= 0.2 - 0.01
 
 
 # -- concurrency -----------------------------------------------------------------------------
@@ -230,7 +231,9 @@ def test_a_task_cancelled_while_held_never_runs(any_queue: TaskQueue) -> None:
     held = single.delay("held")
     q.start_workers(2)
     wait_until(lambda: ran == ["holder"])
-    wait_until(lambda: held.record().status == "PENDING" and q.broker.queue_lengths(["default"])["default"] == 0)
+    wait_until(
+        lambda: held.record().status == "PENDING" and q.broker.queue_lengths(["default"])["default"] == 0
+    )
     assert held.cancel() is True
     first, second = rare.delay("first"), rare.delay("second")
     wait_until(lambda: "first" in ran)
@@ -263,7 +266,7 @@ def test_rate_limited_sends_the_attempt_back_without_counting_it(any_queue: Task
     assert h.attempts == 1
     actions = [e.get("action") for e in h.history]
     assert actions == ["ratelimited", "ratelimited"]
-    assert all(b - a >= 0.2 - 0.02 for a, b in zip(calls, calls[1:], strict=False))
+    assert all(b - a >= 0.2 - 0.02 for a, b in pairwise(calls))
 
 
 # -- progress ----------------------------------------------------------------------------------
@@ -338,7 +341,9 @@ def test_progress_writes_are_a_few_a_second(queue: TaskQueue, redis_client: Any)
         ({"rate_limit": "1/s", "limit_by": "nope"}, "limit_by='nope' is not one of its arguments (tenant)"),
     ],
 )
-def test_bad_task_options_are_refused_naming_them(queue: TaskQueue, options: dict[str, Any], message: str) -> None:
+def test_bad_task_options_are_refused_naming_them(
+    queue: TaskQueue, options: dict[str, Any], message: str
+) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
 
         @queue.task(**options)
@@ -360,7 +365,7 @@ def test_bad_call_options_are_refused_naming_them(queue: TaskQueue) -> None:
         job.apply_async(args=(1,), unique_for=0)
     with pytest.raises(ValueError, match="is debounced: it runs 1 s after the last call"):
         later.apply_async(args=(1,), delay=5)
-    with pytest.raises(ValueError, match="RateLimited\\(delay=...\\) takes a number of seconds >= 0"):
+    with pytest.raises(ValueError, match=r"RateLimited\(delay=...\) takes a number of seconds >= 0"):
         RateLimited(delay=-1)
     assert queue.broker.queue_lengths(["default"])["default"] == 0
 
@@ -375,5 +380,5 @@ def test_bad_progress_values_raise_in_the_task(queue: TaskQueue) -> None:
     for kind, text in [("done", "done=...) takes a number >= 0"), ("total", "total=...) takes a number > 0")]:
         with pytest.raises(Exception, match=text.replace("(", r"\(").replace(")", r"\)")):
             bad.delay(kind).result(timeout=10)
-    with pytest.raises(Exception, match="message=...\\) takes a string"):
+    with pytest.raises(Exception, match=r"message=...\) takes a string"):
         bad.delay("message").result(timeout=10)

@@ -30,7 +30,9 @@ ops = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=ops)
-def test_uniqueness_follows_the_model(queue: TaskQueue, redis_client: Any, steps: list[tuple[str, int]]) -> None:
+def test_uniqueness_follows_the_model(
+    queue: TaskQueue, redis_client: Any, steps: list[tuple[str, int]]
+) -> None:
     redis_client.flushdb()
     q = queue
     if "model.once" not in q.registry:

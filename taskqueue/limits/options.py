@@ -92,12 +92,15 @@ def make_limits(
         raise ValueError(f"task {task}: concurrency must be an int >= 1, got {concurrency!r}")
     if limit_by is not None:
         if not isinstance(limit_by, str) or not limit_by:
-            raise ValueError(f"task {task}: limit_by must be the name of one of its arguments, got {limit_by!r}")
+            raise ValueError(
+                f"task {task}: limit_by must be the name of one of its arguments, got {limit_by!r}"
+            )
         if rate is None and concurrency is None:
             raise ValueError(f"task {task}: limit_by={limit_by!r} needs rate_limit= or concurrency= to split")
         if parameters is not None and limit_by not in parameters:
             raise ValueError(
-                f"task {task}: limit_by={limit_by!r} is not one of its arguments ({', '.join(parameters) or 'none'})"
+                f"task {task}: limit_by={limit_by!r} is not one of its arguments "
+                f"({', '.join(parameters) or 'none'})"
             )
     if unique is None and window is None and rate is None and concurrency is None:
         return None
@@ -106,11 +109,13 @@ def make_limits(
 
 def check_unique_call(unique_key: Any, unique_for: Any) -> tuple[str | None, float | None]:
     """``apply_async(unique_key=..., unique_for=...)`` checked: (key, seconds)."""
-    if unique_key is not None:
-        if not isinstance(unique_key, str) or not unique_key or len(unique_key) > MAX_UNIQUE_KEY:
-            raise ValueError(
-                f"unique_key must be a non-empty string of at most {MAX_UNIQUE_KEY} characters, got {unique_key!r}"
-            )
+    if unique_key is not None and (
+        not isinstance(unique_key, str) or not unique_key or len(unique_key) > MAX_UNIQUE_KEY
+    ):
+        raise ValueError(
+            f"unique_key must be a non-empty string of at most {MAX_UNIQUE_KEY} characters, "
+            f"got {unique_key!r}"
+        )
     return unique_key, _seconds(unique_for, "unique_for")
 
 

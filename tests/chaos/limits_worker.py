@@ -83,7 +83,9 @@ def work(url: str, ledger_url: str, prefix: str, threads: int) -> None:
     q.close()
 
 
-def produce(url: str, ledger_url: str, prefix: str, threads: int, kind: str, start_at: float, first: int) -> None:
+def produce(
+    url: str, ledger_url: str, prefix: str, threads: int, kind: str, start_at: float, first: int
+) -> None:
     q = build(url, ledger_url, prefix)
     ledger = redis.Redis.from_url(ledger_url)
     task = {"unique": "lim.unique", "debounce": "lim.debounce"}[kind]

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -143,7 +144,7 @@ def test_concurrency_one_across_processes_survives_a_kill(procs: Procs, redis_cl
     wait_until(lambda: all(h.status == "SUCCEEDED" for h in handles), timeout=60)
     done = runs(redis_client, procs.prefix, "lim.single")
     spans = sorted([(r[3], r[4]) for r in done] + [(started, killed_at)])  # the killed run ends with it
-    overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if b[0] < a[1] - 0.001]
+    overlaps = [(a, b) for a, b in pairwise(spans) if b[0] < a[1] - 0.001]
     report("concurrency-1-kill", tasks=20, runs=len(done), overlaps=len(overlaps))
     assert not overlaps, f"runs overlapped: {overlaps[:3]}"
     assert {r[0] for r in done} == {h.id for h in handles}
