@@ -68,6 +68,15 @@ class RedisFlow(RedisCore, ProgressStore, FlowInspection):
 
         return sum(int(n) for n in self._pipeline(build)) if by_group else 0
 
+    def read_progress(self, task_ids: Sequence[str]) -> list[str]:
+        """Each task's ``progress`` field ("" when none), one pipeline."""
+        if not task_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for task_id, k in zip(task_ids, self.groups_of(task_ids), strict=True):
+            pipe.hget(k.task(task_id), "progress")
+        return [text(v) for v in pipe.execute()]
+
     def limit_pools(self, queues: Sequence[str]) -> tuple[int, list[LimitPool]]:
         """(server ms, every limit bucket seen on ``queues``), in two round trips."""
         wanted = set(queues)

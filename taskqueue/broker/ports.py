@@ -288,6 +288,9 @@ class ProgressStore(Protocol):
         """Store (task id, queue, lease token, JSON) for each task whose lease the token
         still holds, in one round trip; the number stored."""
 
+    def read_progress(self, task_ids: Sequence[str]) -> list[str]:
+        """Each task's stored progress (JSON; "" when none), in one round trip."""
+
 
 @runtime_checkable
 class FlowInspection(Protocol):
