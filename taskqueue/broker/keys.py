@@ -201,7 +201,7 @@ class Keys:
 
     @property
     def limits_index(self) -> str:
-        """HASH ``<queue> <bucket>`` -> ``<interval ms>|<concurrency>`` of every limited bucket
+        """HASH ``<queue> <bucket>`` -> ``<interval ms>|<concurrency>|<task name>`` of every limited bucket
         the group's queues have seen (written at enqueue), for the dashboard's limits page."""
         return self.base + "limits"
 

@@ -22,6 +22,7 @@ class LimitPool:
     """One rate bucket or concurrency pool: a task name (and ``limit_by`` value) on a queue."""
 
     queue: str
+    task: str
     #: The task name, or ``<name>:<argument>=<value>`` with ``limit_by``.
     bucket: str
     #: Starts per second allowed (None: no rate limit).
@@ -35,19 +36,17 @@ class LimitPool:
     #: When the next rate token is free (server ms; None: free now or no rate limit).
     next_start_ms: int | None
 
-    @property
-    def task(self) -> str:
-        return self.bucket.split(":", 1)[0] if "=" in self.bucket else self.bucket
 
 
-def _parse(suffix: str, spec: str) -> tuple[str, str, float | None, int | None]:
+def _parse(suffix: str, spec: str) -> tuple[str, str, str, float | None, int | None]:
     queue, _, bucket = suffix.partition(" ")
-    interval, _, conc = spec.partition("|")
+    interval, _, rest = spec.partition("|")
+    conc, _, name = rest.partition("|")
     try:
         rate = 1000.0 / float(interval) if float(interval) > 0 else None
     except ValueError:
         rate = None
-    return queue, bucket, rate, (int(conc) if conc.isdigit() and int(conc) > 0 else None)
+    return queue, name or bucket, bucket, rate, (int(conc) if conc.isdigit() and int(conc) > 0 else None)
 
 
 class RedisFlow(RedisCore, ProgressStore, FlowInspection):
@@ -85,23 +84,23 @@ class RedisFlow(RedisCore, ProgressStore, FlowInspection):
         pipe = self.client.pipeline(transaction=False)
         for k in groups:
             pipe.hgetall(k.limits_index)
-        found: list[tuple[Keys, str, str, float | None, int | None]] = []
+        found: list[tuple[Keys, str, str, str, float | None, int | None]] = []
         for k, index in zip(groups, pipe.execute(), strict=True):
             for suffix, spec in sorted(index.items()):
-                queue, bucket, rate, conc = _parse(text(suffix), text(spec))
+                queue, name, bucket, rate, conc = _parse(text(suffix), text(spec))
                 if queue in wanted:
-                    found.append((k, queue, bucket, rate, conc))
+                    found.append((k, queue, name, bucket, rate, conc))
         pipe = self.client.pipeline(transaction=False)
-        for k, queue, bucket, _, _ in found:
+        for k, queue, _, bucket, _, _ in found:
             pipe.hget(k.rate(queue, bucket), "r")
             pipe.scard(k.concurrency(queue, bucket))
             pipe.llen(k.held(queue, bucket))
         replies = pipe.execute() if found else []
         pools = []
-        for i, (_, queue, bucket, rate, conc) in enumerate(found):
+        for i, (_, queue, name, bucket, rate, conc) in enumerate(found):
             r, running, held = replies[3 * i : 3 * i + 3]
             next_ms = int(float(r)) if r is not None and float(r) > now else None
-            pools.append(LimitPool(queue, bucket, rate, conc, int(running), int(held), next_ms))
+            pools.append(LimitPool(queue, name, bucket, rate, conc, int(running), int(held), next_ms))
         return now, pools
 
 

@@ -56,10 +56,11 @@ local function limits_dedup(lp, tp, scheduled, spec, id, payload, sig, now)
   return nil
 end
 
--- enqueue.lua: note a limited task's bucket in the queue group's index (the dashboard).
-local function limits_index(index, spec)
+-- enqueue.lua: note a limited task's bucket in the queue group's index (the dashboard):
+-- suffix -> "<interval ms>|<concurrency>|<task name>".
+local function limits_index(index, spec, name)
   local interval, conc, suffix = limit_parse(spec)
-  if suffix then redis.call('HSET', index, suffix, interval .. '|' .. conc) end
+  if suffix then redis.call('HSET', index, suffix, interval .. '|' .. conc .. '|' .. name) end
 end
 
 -- fetch.lua: may this PENDING task start now? Returns true when it was held back, out of

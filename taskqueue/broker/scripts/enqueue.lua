@@ -70,7 +70,7 @@ for i = 1, #ARGV, STRIDE do
       'token', '', 'status', status, 'due_ms', due, 'nonce', nonce)
     if ARGV[i + 9] ~= '' then  -- flow control: the limits the fetch applies to it
       redis.call('HSET', t, 'limit', ARGV[i + 9])
-      limits_index(KEYS[8], ARGV[i + 9])
+      limits_index(KEYS[8], ARGV[i + 9], ARGV[i + 3])
     end
     counts[queue] = (counts[queue] or 0) + 1
     out[#out + 1] = 1
