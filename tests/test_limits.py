@@ -384,3 +384,27 @@ def test_bad_progress_values_raise_in_the_task(queue: TaskQueue) -> None:
             bad.delay(kind).result(timeout=10)
     with pytest.raises(Exception, match=r"message=...\) takes a string"):
         bad.delay("message").result(timeout=10)
+
+
+def test_status_and_the_map_bar_show_reported_progress(queue: TaskQueue) -> None:
+    from taskqueue.cli.status import gather_status, render_status
+    from taskqueue.mapping import _Outcomes
+
+    q = queue
+    go_on = threading.Event()
+
+    @q.task
+    def part(i: int) -> int:
+        current_task().progress(1, 4, f"item {i}")
+        go_on.wait(10)
+        return i
+
+    q.start_workers(2)
+    handles = [part.delay(i) for i in range(2)]
+    outcomes = _Outcomes(q.broker, [h.id for h in handles], "part", False)
+    wait_until(lambda: outcomes.partial(q.broker) == 0.5)  # two items a quarter done each
+    rows = wait_until(lambda: [r for r in gather_status(q)["running"] if r.get("progress")])
+    assert {r["progress"] for r in rows} <= {"1/4 item 0", "1/4 item 1"}
+    assert "1/4 item" in render_status(gather_status(q))
+    go_on.set()
+    assert [h.result(timeout=10) for h in handles] == [0, 1]
