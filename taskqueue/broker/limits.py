@@ -37,7 +37,6 @@ class LimitPool:
     next_start_ms: int | None
 
 
-
 def _parse(suffix: str, spec: str) -> tuple[str, str, str, float | None, int | None]:
     queue, _, bucket = suffix.partition(" ")
     interval, _, rest = spec.partition("|")

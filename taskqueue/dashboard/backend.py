@@ -31,7 +31,13 @@ class Backend:
     @classmethod
     def of(cls, queue: TaskQueue) -> Backend:
         return cls(
-            queue.broker, queue.broker, queue, queue.settings, queue.broker.url, queue.health_check, queue.broker
+            queue.broker,
+            queue.broker,
+            queue,
+            queue.settings,
+            queue.broker.url,
+            queue.health_check,
+            queue.broker,
         )
 
     @property

@@ -74,12 +74,15 @@ local function limits_hold(lp, tp, scheduled, leases, id, spec, held, now)
   local ck
   if conc > 0 then
     ck = lp .. 'conc:' .. suffix
-    local n = 0
-    for _, m in ipairs(redis.call('SMEMBERS', ck)) do
-      if m ~= id then
-        -- a holder whose lease is gone (finished without telling, or its worker died and
-        -- the lease expired) gives its slot back here
-        if redis.call('ZSCORE', leases, m) then n = n + 1 else redis.call('SREM', ck, m) end
+    local n = redis.call('SCARD', ck)
+    if n >= conc then
+      -- full by the count: a holder whose lease is gone (its worker died and the lease
+      -- expired, or it was given back unstarted) gives its slot back here, then recount
+      n = 0
+      for _, m in ipairs(redis.call('SMEMBERS', ck)) do
+        if m ~= id then
+          if redis.call('ZSCORE', leases, m) then n = n + 1 else redis.call('SREM', ck, m) end
+        end
       end
     end
     if n >= conc then

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from taskqueue.dashboard.views import dead, limits, live, overview, periodic, queues, scheduled, tasks, workers
+from taskqueue.dashboard.views import (
+    dead,
+    limits,
+    live,
+    overview,
+    periodic,
+    queues,
+    scheduled,
+    tasks,
+    workers,
+)
 
 
 def register(bp: Blueprint) -> None:
