@@ -108,7 +108,8 @@ def main() -> None:
         med = {k: statistics.median(f[k] for f in rows) for k in rows[0]}
         print(
             f"  {kind:22} tasks/s {med['tasks_per_s']:8,.0f} ({med['tasks_per_s'] / base:.2f} of unlimited)"
-            f"  commands/task {med['commands_per_task']:.1f}  worker round trips/task {med['round_trips_per_task']:.2f}"
+            f"  commands/task {med['commands_per_task']:.1f}"
+            f"  worker round trips/task {med['round_trips_per_task']:.2f}"
         )
 
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from taskqueue import __version__
+from taskqueue.broker.ports import ProgressStore
 from taskqueue.cli.app import open_queue
 from taskqueue.cli.group import app_option, cli, json_option, url_option
 from taskqueue.cli.tables import ago, cut, name_width, table
 from taskqueue.cli.tasks import unserved_lines, unserved_report
-from taskqueue.broker.ports import ProgressStore
 from taskqueue.config import Settings
 from taskqueue.progress import decode as decode_progress
 from taskqueue.queue import TaskQueue

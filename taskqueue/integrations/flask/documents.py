@@ -14,9 +14,9 @@ from typing import Any
 from taskqueue.broker import TaskRecord
 from taskqueue.errors import SerializationError
 from taskqueue.handle import error_of
+from taskqueue.progress import decode as decode_progress
 from taskqueue.serialization import loads
 from taskqueue.status import TaskStatus
-from taskqueue.progress import decode as decode_progress
 
 
 def _time(ms: int | None) -> str | None:
