@@ -158,8 +158,9 @@ def test_a_rate_limit_spaces_starts_and_holds_nothing_back_behind_it(any_queue: 
     assert [h.result(timeout=10) for h in limited] == list(range(10))
     starts.sort()
     gaps = [b - a for a, b in pairwise(starts)]
-    assert min(gaps) >= 0.1 - 0.01, gaps  # one start per 100 ms (1 ms of the server clock allowed)
-    assert starts[-1] - starts[0] >= 9 * 0.1 - 0.02
+    # one start per 100 ms; one may come half an interval early after a late one
+    assert min(gaps) >= 0.05 - 0.01, gaps
+    assert starts[-1] - starts[0] >= 9 * 0.1 - 0.05 - 0.02
 
 
 def test_limit_by_gives_each_value_its_own_bucket(any_queue: TaskQueue) -> None:
@@ -180,7 +181,8 @@ def test_limit_by_gives_each_value_its_own_bucket(any_queue: TaskQueue) -> None:
     for h in backlog:
         h.result(timeout=10)
     a = sorted(starts["a"])
-    assert min(y - x for x, y in pairwise(a)) >= 0.2 - 0.01
+    assert min(y - x for x, y in pairwise(a)) >= 0.1 - 0.01
+    assert a[-1] - a[0] >= 7 * 0.2 - 0.1 - 0.02
 
 
 # -- concurrency -----------------------------------------------------------------------------

@@ -14,8 +14,8 @@
 -- KEYS[1] and on: none of its own; the calling script passes its keys (lp, tp, ...) in.
 
 local LIMIT_FINAL = {SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1}
--- A rate limit admits a start up to this early (ms): one tick of the server clock, so a
--- limit above 1000/s is not capped at one start per millisecond.
+-- A rate limit admits a start at least this early (ms): one tick of the server clock, so
+-- a limit above 1000/s is not capped at one start per millisecond.
 local LIMIT_TOLERANCE_MS = 1
 
 local function limit_parse(spec)
@@ -95,16 +95,23 @@ local function limits_hold(lp, tp, scheduled, leases, id, spec, held, now)
     local rk = lp .. 'rate:' .. suffix
     local st = redis.call('HMGET', rk, 'r', 's')
     local r, s = tonumber(st[1]) or 0, tonumber(st[2]) or 0
+    -- A start may come up to half an interval early (at least one tick of the server
+    -- clock), so a task that came late lets the next one catch up, and still no window
+    -- of one period holds more than N + 1 starts.
+    local tol = math.max(LIMIT_TOLERANCE_MS, interval / 2)
     local due
     if held == 'rate' then
-      -- its reserved moment came; it starts unless starts are still closer than the
-      -- interval (reserved tasks that all came late): then it waits for the next one
-      if s - now > LIMIT_TOLERANCE_MS then due = s end
-    elseif r - now > LIMIT_TOLERANCE_MS then
-      due = r  -- reserve the next free moment: later arrivals queue up behind it
-      r = r + interval
+      -- its reserved moment came; it starts unless the last start is still too close
+      -- (reserved tasks that all came late): then it waits for the next free one
+      if s - now > tol then due = s end
     else
-      r = math.max(r, now) + interval
+      local free = math.max(r, s)
+      if free - now > tol then
+        due = free  -- reserve the next free moment: later arrivals queue up behind it
+        r = free + interval
+      else
+        r = math.max(free, now) + interval
+      end
     end
     if not due then s = math.max(s, now) + interval end
     redis.call('HSET', rk, 'r', string.format('%.4f', r), 's', string.format('%.4f', s))
