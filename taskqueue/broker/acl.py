@@ -47,7 +47,7 @@ CLIENT_COMMANDS = (
 SCRIPT_COMMANDS = (
     "exists", "hget", "hmget", "hset", "hdel", "hincrby", "lpop", "lpush", "lrem", "ltrim",
     "persist", "pexpireat", "rename", "sismember", "type", "zadd", "zremrangebyrank", "zremrangebyscore",
-    "zrevrange", "zscore",
+    "zrevrange", "zscore", "get", "set", "scard",
 )  # fmt: skip
 
 #: Rules that some servers refuse: from the first version that refuses each, up to (not
