@@ -8,6 +8,7 @@ from taskqueue.errors import (
     BrokerError,
     ConfigurationError,
     PayloadTooLarge,
+    RateLimited,
     Reject,
     Retry,
     SerializationError,
@@ -20,6 +21,7 @@ from taskqueue.errors import (
 from taskqueue.handle import TaskHandle
 from taskqueue.hooks import TaskEvent
 from taskqueue.periodic import PeriodicTask
+from taskqueue.progress import Progress
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskRegistry, registry
 from taskqueue.retry import RetryPolicy
@@ -38,6 +40,7 @@ __all__ = [
     "Signature",
     "TaskHandle",
     "TaskStatus",
+    "Progress",
     "DeadLetter",
     "RetryPolicy",
     "PeriodicTask",
@@ -54,6 +57,7 @@ __all__ = [
     # control flow inside tasks
     "Retry",
     "Reject",
+    "RateLimited",
     # errors
     "TaskQueueError",
     "BrokerError",

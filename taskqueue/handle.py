@@ -14,6 +14,7 @@ from taskqueue.capture import as_text
 from taskqueue.dead_letters import DeadLetter
 from taskqueue.errors import TaskNotFound
 from taskqueue.outcome import error_of, missing, result_of
+from taskqueue.progress import Progress, decode
 from taskqueue.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -25,10 +26,14 @@ _LONGEST_WAIT = 3600.0
 
 
 class TaskHandle:
-    def __init__(self, producer: Producer, task_id: str, name: str = "") -> None:
+    def __init__(
+        self, producer: Producer, task_id: str, name: str = "", *, deduplicated: bool = False
+    ) -> None:
         self.producer = producer
         self.id = task_id
         self.name = name
+        #: True when this call joined an existing task (unique_for, debounce) instead of sending one.
+        self.deduplicated = deduplicated
 
     def __repr__(self) -> str:
         label = f" {self.name}" if self.name else ""
@@ -56,6 +61,11 @@ class TaskHandle:
     @property
     def attempts(self) -> int:
         return self.record().attempts
+
+    @property
+    def progress(self) -> Progress | None:
+        """What the task last reported with ``current_task().progress`` (None: nothing yet)."""
+        return decode(self.record().progress)
 
     @property
     def history(self) -> list[dict[str, Any]]:

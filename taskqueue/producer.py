@@ -33,7 +33,8 @@ from taskqueue.fields import check_fields
 from taskqueue.handle import TaskHandle
 from taskqueue.hooks import Hooks, TaskEvent
 from taskqueue.identifiers import MAX_TASK_ID, check_queue, valid_task_id
-from taskqueue.registry import TaskDefinition, TaskRegistry
+from taskqueue.limits import dedup_field, limit_field
+from taskqueue.registry import TaskDefinition, TaskRegistry, _signature
 from taskqueue.retry import RetryPolicy
 from taskqueue.serialization import MAX_HEADERS, Envelope, Signer, encode, header_problem, options_problem
 from taskqueue.task import Signature, Task, TaskFunction
@@ -94,6 +95,19 @@ _Call = tuple[
 ]
 
 
+def _arguments(definition: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments by parameter name, defaults filled in (a class task: its fields)."""
+    signature = _signature(definition.target) if definition.kind == "function" else None
+    if signature is None:
+        return {**{str(i): a for i, a in enumerate(args)}, **kwargs}
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return {**{str(i): a for i, a in enumerate(args)}, **kwargs}
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 class TaskSender:
     """Builds, announces and writes enqueue requests (see the module docstring)."""
 
@@ -146,6 +160,14 @@ class TaskSender:
             check_fields(definition.target, kwargs)  # type: ignore[arg-type]
         if options and (problem := options_problem(options)) is not None:
             raise ValueError(f"task {definition.name}: option {problem}")
+        limit, dedup, debounce = self._flow(item, definition, queue_name, args, kwargs)
+        if debounce is not None:
+            if delay_s is not None or eta is not None:
+                raise ValueError(
+                    f"task {definition.name} is debounced: it runs {debounce:g} s after the last call, "
+                    "so pass no delay or eta"
+                )
+            delay_s = debounce
         envelope = Envelope(definition.name, args, kwargs, options)
         payload = encode(envelope, max_bytes=self.settings.tasks.max_payload_bytes)
         if task_id is not None and not valid_task_id(task_id):
@@ -162,8 +184,29 @@ class TaskSender:
             max_retries=int(options.get("max_retries", definition.retry.max_retries)),
             delay_ms=-1 if delay_s is None else int(delay_s * 1000),
             eta_ms=eta_ms(eta),
+            limit=limit,
+            dedup=dedup,
         )
         return request, envelope
+
+    def _flow(
+        self,
+        item: Sendable,
+        definition: TaskDefinition,
+        queue: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[str, str, float | None]:
+        """The call's flow control (``taskqueue.limits``): limit spec, dedup spec, debounce delay."""
+        unique_key = item.unique_key if isinstance(item, Signature) else None
+        unique_for = item.unique_for if isinstance(item, Signature) else None
+        if definition.limits is None and unique_key is None and unique_for is None:
+            return "", "", None
+        arguments = _arguments(definition, args, kwargs)
+        dedup, debounce = dedup_field(
+            definition.limits, definition.name, queue, arguments, unique_key, unique_for
+        )
+        return limit_field(definition.limits, definition.name, queue, arguments), dedup, debounce
 
     def _call_of(
         self, item: Sendable, queue: str | None, delay: float | timedelta | None, eta: datetime | None
@@ -243,7 +286,7 @@ class TaskSender:
     # -- step 3: write ------------------------------------------------------------------
     def _write(
         self, built: Sequence[tuple[EnqueueRequest, Envelope]]
-    ) -> tuple[list[EnqueueRequest], list[bool]]:
+    ) -> tuple[list[EnqueueRequest], list[bool | str]]:
         requests = self._announce(built)
         written = self.producer.enqueue(requests)
         if self.after_send is not None:
@@ -264,12 +307,19 @@ class TaskSender:
         (request,), (written,) = self._write([built])
         if not written:
             raise ValueError(f"a task with id {request.id!r} exists already; ids must be unique")
-        return TaskHandle(self.producer, request.id, request.name)
+        return _handle(self.producer, request, written)
 
     def enqueue_many(self, items: Iterable[Sendable]) -> list[TaskHandle]:
         """Send many tasks in one round trip; all are written or none (all are checked first)."""
-        requests, _ = self._write([self._build(item) for item in items])
-        return [TaskHandle(self.producer, r.id, r.name) for r in requests]
+        requests, written = self._write([self._build(item) for item in items])
+        return [_handle(self.producer, r, w) for r, w in zip(requests, written, strict=True)]
+
+
+def _handle(producer: Producer, request: EnqueueRequest, written: bool | str) -> TaskHandle:
+    """The handle of a sent request: its own task, or the one a unique or debounced call joined."""
+    if isinstance(written, str):
+        return TaskHandle(producer, written, request.name, deduplicated=True)
+    return TaskHandle(producer, request.id, request.name)
 
 
 __all__ = ["Sendable", "TaskSender", "eta_ms", "published_definition", "seconds"]

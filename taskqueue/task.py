@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
 
 from taskqueue.config import TaskSettings
+from taskqueue.limits import check_unique_call, make_limits
 from taskqueue.registry import TaskDefinition, TaskRegistry, check_name, registry
 from taskqueue.retry import RetryPolicy, WaitStrategy, as_exception_types
 
@@ -121,6 +122,9 @@ class Signature:
     delay: float | timedelta | None = None
     eta: datetime | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Flow control of this call (``apply_async(unique_key=..., unique_for=...)``).
+    unique_key: str | None = None
+    unique_for: float | None = None
 
 
 class TaskFunction(Generic[P, R]):
@@ -169,7 +173,11 @@ class TaskFunction(Generic[P, R]):
         task_id: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> TaskHandle:
+        """Send the call with options; ``unique_key`` with ``unique_for`` (seconds) makes it
+        join a live task sent with the same key (``handle.deduplicated``)."""
         if not isinstance(args, (tuple, list)):
             raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, dict):
@@ -187,7 +195,8 @@ class TaskFunction(Generic[P, R]):
             if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
                 raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
             options["max_retries"] = max_retries
-        sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options)
+        key, seconds = check_unique_call(unique_key, unique_for)
+        sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options, key, seconds)
         self.check_arguments(sig.args, sig.kwargs)
         return self.sender.enqueue(sig, task_id=task_id)
 
@@ -202,6 +211,11 @@ def function_definition(
     retry_wait: WaitStrategy | None,
     retry_on: Any,
     dont_retry_on: Any,
+    unique_for: Any = None,
+    debounce: Any = None,
+    rate_limit: Any = None,
+    concurrency: Any = None,
+    limit_by: Any = None,
 ) -> TaskDefinition:
     if not callable(fn):
         raise TypeError(f"@task decorates a function, got {fn!r}")
@@ -209,8 +223,22 @@ def function_definition(
         raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    task_name = check_name(name or default_name(fn))
+    try:
+        parameters: list[str] | None = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        parameters = None
+    limits = make_limits(
+        task_name,
+        unique_for=unique_for,
+        debounce=debounce,
+        rate_limit=rate_limit,
+        concurrency=concurrency,
+        limit_by=limit_by,
+        parameters=parameters,
+    )
     return TaskDefinition(
-        name=check_name(name or default_name(fn)),
+        name=task_name,
         target=fn,
         kind="function",
         queue=check_name(queue, "queue name"),
@@ -221,4 +249,5 @@ def function_definition(
             dont_retry_on=as_exception_types(dont_retry_on, "dont_retry_on"),
         ),
         timeout=timeout,
+        limits=limits,
     )

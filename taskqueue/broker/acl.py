@@ -47,7 +47,7 @@ CLIENT_COMMANDS = (
 SCRIPT_COMMANDS = (
     "exists", "hget", "hmget", "hset", "hdel", "hincrby", "lpop", "lpush", "lrem", "ltrim",
     "persist", "pexpireat", "rename", "sismember", "type", "zadd", "zremrangebyrank", "zremrangebyscore",
-    "zrevrange", "zscore",
+    "zrevrange", "zscore", "get", "set", "scard",
 )  # fmt: skip
 
 #: What redis-py's cluster client sends besides: the slot map, and the command table it

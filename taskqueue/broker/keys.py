@@ -172,6 +172,39 @@ class Keys:
         """One queue's hash for one epoch minute (``ms // 60000``)."""
         return self.minutes(name) + str(int(minute))
 
+    # Flow control (DESIGN 11, ``_lib_limits.lua``) --------------------------
+    @property
+    def limit_prefix(self) -> str:
+        """Prefix of the flow-control keys of the queues of this group. The scripts append a
+        kind and a suffix the producer wrote (``taskqueue.limits``): ``rate:<queue> <bucket>``
+        (HASH r, s: the next free reservation and start, ms), ``conc:<queue> <bucket>`` (SET
+        of the ids holding a concurrency slot), ``held:<queue> <bucket>`` (LIST of the ids
+        waiting for one), ``unique:<queue> <key>`` and ``debounce:<queue> <key>`` (STRING:
+        the id owning the key). Queue and task names hold no space, so a suffix is
+        unambiguous; a bucket is the task name, or ``<name>:<argument>=<value>``."""
+        return self.base + "limit:"
+
+    def rate(self, queue: str, bucket: str) -> str:
+        return self.limit_prefix + "rate:" + queue + " " + bucket
+
+    def concurrency(self, queue: str, bucket: str) -> str:
+        return self.limit_prefix + "conc:" + queue + " " + bucket
+
+    def held(self, queue: str, bucket: str) -> str:
+        return self.limit_prefix + "held:" + queue + " " + bucket
+
+    def unique(self, queue: str, key: str) -> str:
+        return self.limit_prefix + "unique:" + queue + " " + key
+
+    def debounce(self, queue: str, key: str) -> str:
+        return self.limit_prefix + "debounce:" + queue + " " + key
+
+    @property
+    def limits_index(self) -> str:
+        """HASH ``<queue> <bucket>`` -> ``<interval ms>|<concurrency>|<task name>`` of every limited bucket
+        the group's queues have seen (written at enqueue), for the dashboard's limits page."""
+        return self.base + "limits"
+
     # Shared ---------------------------------------------------------------
     @property
     def leases(self) -> str:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from taskqueue.broker.browsing import TaskDetail, TaskPage
     from taskqueue.broker.diagnosis import WrongType
+    from taskqueue.broker.limits import LimitPool
     from taskqueue.broker.records import (
         Delivery,
         EnqueueRequest,
@@ -44,8 +45,9 @@ Ack = tuple["Delivery", bytes, int]
 class Producer(Protocol):
     """What code that sends tasks and waits on them needs."""
 
-    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
-        """Write every request or none (one round trip); False for a repeated request already stored."""
+    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
+        """Write every request or none (one round trip); False for a repeated request already
+        stored; for a unique or debounced request that joined an existing task, its id."""
 
     def cancel(self, task_id: str) -> str | None:
         """Cancel a task; returns its stored status before, None if unknown.
@@ -288,6 +290,26 @@ class Inspection(Protocol):
         """The names of the paused periodic tasks."""
 
 
+@runtime_checkable
+class ProgressStore(Protocol):
+    """Where a worker pool writes task progress (``taskqueue.progress``)."""
+
+    def write_progress(self, items: Sequence[tuple[str, str, str, str]]) -> int:
+        """Store (task id, queue, lease token, JSON) for each task whose lease the token
+        still holds, in one round trip; the number stored."""
+
+    def read_progress(self, task_ids: Sequence[str]) -> list[str]:
+        """Each task's stored progress (JSON; "" when none), in one round trip."""
+
+
+@runtime_checkable
+class FlowInspection(Protocol):
+    """What the dashboard reads of flow control (DESIGN 11)."""
+
+    def limit_pools(self, queues: Sequence[str]) -> tuple[int, list[LimitPool]]:
+        """(server ms, the rate buckets and concurrency pools seen on ``queues``)."""
+
+
 class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
     """All four ports: what ``TaskQueue`` holds and hands out piece by piece."""
 
@@ -295,7 +317,9 @@ class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
 __all__ = [
     "Ack",
     "Broker",
+    "FlowInspection",
     "Inspection",
+    "ProgressStore",
     "PeriodicPlan",
     "Producer",
     "SchedulerLink",

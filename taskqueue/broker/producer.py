@@ -18,7 +18,7 @@ from taskqueue.status import as_read
 
 
 def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
-    """ARGV of ``enqueue.lua``: nine fields per request."""
+    """ARGV of ``enqueue.lua``: eleven fields per request."""
     args: list[Any] = []
     for req in requests:
         args += [
@@ -31,6 +31,8 @@ def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
             req.delay_ms,
             req.eta_ms,
             req.nonce,
+            req.limit,
+            req.dedup,
         ]
     return args
 
@@ -38,11 +40,12 @@ def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
 class RedisProducer(RedisCore, Producer):
     """``Producer`` on Redis: each write is one script call, each read one pipeline."""
 
-    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
+    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
         """Write tasks with one script call per slot group, pipelined: one round trip.
 
         On a single server that is one script call, so all of them or none; on a
-        cluster, all or none per queue (each queue is its own slot group).
+        cluster, all or none per queue (each queue is its own slot group). A unique or
+        debounced request that joined an existing task answers that task's id.
         """
         if not requests:
             return []
@@ -54,17 +57,17 @@ class RedisProducer(RedisCore, Producer):
         def build(pipe: Any) -> None:
             for k, members in by_group.items():
                 keys = [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler]
-                keys.append(k.stats_prefix)
+                keys += [k.stats_prefix, k.limit_prefix, k.limits_index]
                 self.scripts.queue(pipe, "enqueue", keys, _enqueue_args([requests[i] for i in members]))
 
         durable = [k.task_prefix for k in by_group]
         replies = self.producer_call(
             f"enqueueing {len(requests)} task(s)", lambda: self._pipeline(build, durable=durable)
         )
-        results: list[bool] = [False] * len(requests)
+        results: list[bool | str] = [False] * len(requests)
         for members, reply in zip(by_group.values(), replies, strict=True):
             for i, r in zip(members, reply, strict=True):
-                results[i] = bool(r)
+                results[i] = text(r) if isinstance(r, bytes) else bool(r)
         return results
 
     def cancel(self, task_id: str) -> str | None:

@@ -132,6 +132,10 @@ class EnqueueRequest:
     #: Random per request: when a reply is lost and the call is repeated, the
     #: script recognises its own earlier write instead of reporting a duplicate id.
     nonce: str = field(default_factory=lambda: os.urandom(8).hex())
+    #: Flow control (``taskqueue.limits``): the limits the fetch applies ('' none) and the
+    #: uniqueness or debounce request ('' none), as ``_lib_limits.lua`` reads them.
+    limit: str = ""
+    dedup: str = ""
 
 
 @dataclass(slots=True)
@@ -155,6 +159,8 @@ class TaskRecord:
     runtime_ms: int | None = None
     worker: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: What the task last reported with ``current_task().progress`` (JSON; "" none).
+    progress: str = ""
 
     @property
     def final(self) -> bool:
@@ -189,6 +195,7 @@ class TaskRecord:
             runtime_ms=to_int(h.get(b"runtime_ms")),
             worker=text(h.get(b"worker")),
             history=history_entries(history or ()),
+            progress=text(h.get(b"progress")),
         )
 
 

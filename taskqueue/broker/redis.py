@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from taskqueue.broker.browsing import RedisBrowsing
 from taskqueue.broker.inspection import RedisInspection
+from taskqueue.broker.limits import RedisFlow
 from taskqueue.broker.ports import Broker
 from taskqueue.broker.producer import RedisProducer
 from taskqueue.broker.scheduler_link import RedisSchedulerLink
@@ -29,6 +30,7 @@ class RedisBroker(
     RedisInspection,
     RedisBrowsing,
     RedisTaskRegistry,
+    RedisFlow,
     Broker,
 ):
     """All four ports on one client: ``RedisBroker(client, settings, url)``."""

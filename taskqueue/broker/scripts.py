@@ -52,6 +52,7 @@ NAMES = (
     "retry_now",
     "delete_dead",
     "history",
+    "progress",
 )
 
 

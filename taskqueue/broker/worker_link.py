@@ -99,6 +99,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.wake_taskset_prefix,
                 k.unserved,
                 k.parked_prefix,
+                k.limit_prefix,
             ],
             [
                 worker_id,
@@ -129,6 +130,9 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.metrics_prefix,
                 k.leases,
                 k.minutes_prefix,
+                k.limit_prefix,
+                k.queue_prefix,
+                k.wake_prefix,
             ],
             args,
         )
@@ -254,6 +258,9 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             k.done_prefix,
             k.metrics(delivery.queue),
             k.minutes(delivery.queue),
+            k.limit_prefix,
+            k.queue_prefix,
+            k.wake_prefix,
         ]
         args = [
             delivery.id,

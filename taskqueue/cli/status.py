@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from taskqueue import __version__
+from taskqueue.broker.ports import ProgressStore
 from taskqueue.cli.app import open_queue
 from taskqueue.cli.group import app_option, cli, json_option, url_option
 from taskqueue.cli.tables import ago, name_width, table
 from taskqueue.cli.tasks import unserved_lines, unserved_report
 from taskqueue.config import Settings
 from taskqueue.metrics import from_reading
+from taskqueue.progress import decode as decode_progress
 from taskqueue.queue import TaskQueue
 from taskqueue.urls import mask_url
 
@@ -64,6 +66,10 @@ def status_report(
         ),
         key=lambda r: -(r["running_s"] or 0),
     )
+    if running and isinstance(inspection, ProgressStore):
+        for row, raw in zip(running, inspection.read_progress([r["task_id"] for r in running]), strict=True):
+            reported = decode_progress(raw)
+            row["progress"] = str(reported) if reported is not None else None
     busy = sum(w["busy"] for w in workers)
     grace = settings.workers.unknown_task_grace
     unserved = unserved_report(inspection.unserved(limit=3), reading.now_ms, grace)
@@ -194,15 +200,22 @@ def _workers_table(workers: list[dict[str, Any]]) -> str:
 
 
 def _running_table(running: list[dict[str, Any]]) -> str:
-    """What each busy thread runs, for how long, where (pid/thread); the task name last,
-    as in ``taskqueue dead list``, so only a long name makes a line longer than 80."""
+    """What each busy thread runs, for how long, where (pid/thread), how far it got (what
+    it reported with ``current_task().progress``); the task name last, as in ``taskqueue
+    dead list``, so only a long name makes a line longer than 80."""
     rows = [
-        [r["task_id"], ago(r["running_s"]), f"{r['pid']}/{r['thread'].rsplit('-', 1)[-1]}", r["task"] or "?"]
+        [
+            r["task_id"],
+            ago(r["running_s"]),
+            f"{r['pid']}/{r['thread'].rsplit('-', 1)[-1]}",
+            r.get("progress") or "",
+            r["task"] or "?",
+        ]
         for r in running
     ]
-    others = [32, 5, 10]
-    name_w = name_width((row[3] for row in rows), "TASK", others)
-    return table(["TASK ID", "FOR", "PID/THREAD", "TASK"], rows, [*others, name_w])
+    others = [32, 5, 10, 12]
+    name_w = name_width((row[4] for row in rows), "TASK", others)
+    return table(["TASK ID", "FOR", "PID/THREAD", "PROGRESS", "TASK"], rows, [*others, name_w])
 
 
 def _periodic_table(periodic: list[dict[str, Any]]) -> str:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from taskqueue import context
@@ -136,6 +137,9 @@ class Executor:
         attempt.ctx = context.TaskContext(
             delivery.id, definition.name, delivery.queue, delivery.attempt, timeout
         )
+        reporter = self.shared.progress
+        if reporter is not None:
+            attempt.ctx._sink = partial(reporter.report, delivery.id, delivery.queue, delivery.token)
         attempt.announced = True
         self.events.started(attempt, envelope.options)
         attempt.deadline = attempt.started + timeout
@@ -159,6 +163,8 @@ class Executor:
                     slot.in_user_code = False
         finally:
             context._set(None)
+            if self.shared.progress is not None and attempt.ctx is not None and attempt.ctx._sink is not None:
+                self.shared.progress.flush(attempt.delivery.id)  # its last value, before the outcome
 
     def _settle(self, attempt: Attempt, value: Any) -> Outcome | None:
         """What the task's return leads to: an ack to send, or an outcome recorded now."""
