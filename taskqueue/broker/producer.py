@@ -97,6 +97,7 @@ class RedisProducer(RedisCore, Producer):
                         k.history(task_id),
                         k.control_prefix,
                         k.unserved,
+                        *k.workflow_keys,  # last, as every script that may settle a task takes them
                     ],
                     [task_id, ttl, tell],
                 )

@@ -99,6 +99,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.wake_taskset_prefix,
                 k.unserved,
                 k.parked_prefix,
+                *k.workflow_keys,  # last, as every script that may settle a task takes them
             ],
             [
                 worker_id,
@@ -129,6 +130,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.metrics_prefix,
                 k.leases,
                 k.minutes_prefix,
+                *k.workflow_keys,  # last, as every script that may settle a task takes them
             ],
             args,
         )
@@ -254,6 +256,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             k.done_prefix,
             k.metrics(delivery.queue),
             k.minutes(delivery.queue),
+            *k.workflow_keys,  # last, as every script that may settle a task takes them
         ]
         args = [
             delivery.id,
