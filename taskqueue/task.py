@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
 
@@ -35,7 +35,14 @@ _DEFAULTS = TaskSettings()
 class Enqueuer(Protocol):
     """What a task function sends its calls through (the queue's producer side)."""
 
-    def enqueue(self, item: Signature, *, task_id: str | None = None) -> TaskHandle: ...
+    def enqueue(
+        self,
+        item: Signature,
+        *,
+        task_id: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
+    ) -> TaskHandle: ...
 
 
 def default_name(target: Any) -> str:
@@ -121,6 +128,8 @@ class Signature:
     delay: float | timedelta | None = None
     eta: datetime | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: What ``fn.s(...)`` was sent through: lets ``chain(...).delay()`` find its queue.
+    sender: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 class TaskFunction(Generic[P, R]):
@@ -152,8 +161,14 @@ class TaskFunction(Generic[P, R]):
             raise TypeError(f"{self.name}{self.signature}: {exc}") from None
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
-        self.check_arguments(args, kwargs)
-        return Signature(self.name, args, dict(kwargs))
+        """A call of this task, not sent. It may leave out leading arguments that a workflow
+        supplies (``chain(fetch.s(url), parse.s())``: ``parse`` gets ``fetch``'s result);
+        the whole call is checked when it is sent."""
+        try:
+            self.signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}{self.signature}: {exc}") from None
+        return Signature(self.name, args, dict(kwargs), sender=self.sender)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         return self.apply_async(args=args, kwargs=kwargs)
@@ -169,7 +184,13 @@ class TaskFunction(Generic[P, R]):
         task_id: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskHandle:
+        """Send one call. ``depends_on``: handles (or ids) of tasks or workflows it waits for:
+        it is WAITING until every one succeeded; when one ends FAILED, DEAD or CANCELLED,
+        ``on_dependency_failure`` decides: "cancel" (default: it is cancelled, with a reason
+        naming the dependency), "run" (it runs anyway) or "fail" (it is marked FAILED)."""
         if not isinstance(args, (tuple, list)):
             raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, dict):
@@ -189,7 +210,11 @@ class TaskFunction(Generic[P, R]):
             options["max_retries"] = max_retries
         sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options)
         self.check_arguments(sig.args, sig.kwargs)
-        return self.sender.enqueue(sig, task_id=task_id)
+        if depends_on is None and on_dependency_failure == "cancel":
+            return self.sender.enqueue(sig, task_id=task_id)
+        return self.sender.enqueue(
+            sig, task_id=task_id, depends_on=depends_on, on_dependency_failure=on_dependency_failure
+        )
 
 
 def function_definition(

@@ -285,7 +285,6 @@ class Keys:
         is dead-lettered as unknown-task once ``workers.unknown_task_grace`` has passed."""
         return self.base + "unserved"
 
-
     # Workflows (DESIGN 10; taskqueue.broker.dependencies) ---------------------
     @property
     def deps_prefix(self) -> str:

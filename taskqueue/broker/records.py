@@ -155,6 +155,12 @@ class TaskRecord:
     runtime_ms: int | None = None
     worker: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: Workflows: the ids it depends on, the workflow it belongs to, the task whose
+    #: failure ended it (when a dependency's failure did), and its failure policy.
+    dependencies: list[str] = field(default_factory=list)
+    workflow: str = ""
+    cause: str = ""
+    on_dependency_failure: str = ""
 
     @property
     def final(self) -> bool:
@@ -189,7 +195,22 @@ class TaskRecord:
             runtime_ms=to_int(h.get(b"runtime_ms")),
             worker=text(h.get(b"worker")),
             history=history_entries(history or ()),
+            dependencies=_id_list(h.get(b"deps")),
+            workflow=text(h.get(b"wf_id")),
+            cause=text(h.get(b"wf_cause")),
+            on_dependency_failure=text(h.get(b"on_dep_fail")),
         )
+
+
+def _id_list(raw: bytes | None) -> list[str]:
+    """A JSON list of task ids as a workflow member stores its dependencies ([] when absent)."""
+    if not raw:
+        return []
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        return []
+    return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
 def history_entries(raw: Any) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ class over fakeredis.
 from __future__ import annotations
 
 from taskqueue.broker.browsing import RedisBrowsing
+from taskqueue.broker.dependencies import RedisDependencies
 from taskqueue.broker.inspection import RedisInspection
 from taskqueue.broker.ports import Broker
 from taskqueue.broker.producer import RedisProducer
@@ -29,6 +30,7 @@ class RedisBroker(
     RedisInspection,
     RedisBrowsing,
     RedisTaskRegistry,
+    RedisDependencies,
     Broker,
 ):
     """All four ports on one client: ``RedisBroker(client, settings, url)``."""

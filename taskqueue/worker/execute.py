@@ -23,6 +23,7 @@ from taskqueue.broker.ports import Ack
 from taskqueue.errors import PayloadTooLarge, Reject, SerializationError, TaskCancelled, TaskNotFound
 from taskqueue.registry import TaskDefinition, TaskRegistry
 from taskqueue.serialization import Envelope, Signer, decode, dumps
+from taskqueue.workflow.inputs import with_inputs
 from taskqueue.worker.events import AttemptEvents
 from taskqueue.worker.failure import FailureRecorder
 from taskqueue.worker.interrupt import AsyncLeaseLost
@@ -96,6 +97,8 @@ class Executor:
     def _prepare(self, attempt: Attempt) -> Callable[[], Any]:
         """Check and decode the payload, then set the attempt up to run; raises Reject."""
         envelope = self._decode(attempt.delivery)
+        if "inputs" in envelope.options:  # a workflow member: its dependencies' results come first
+            envelope = with_inputs(envelope, self.shared.link, attempt.delivery)
         attempt.task_name = envelope.name
         try:
             definition = self.registry.get(envelope.name)

@@ -16,7 +16,8 @@
 --   for readers), the ids it waits for (NUL-separated);
 --   then a count and 2 fields per edge: the dependency's id, the dependents-list entry.
 -- Returns enqueue.lua's reply for the runnable members, or an error naming a missing
--- dependency ('NODEP <id>': nothing was written).
+-- dependency ('NODEP <id>') or a WAITING member whose id is taken ('EXISTS <id>'): then
+-- nothing was written.
 local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ek, ea = {}, {}
 for i = 1, nk do ek[i] = KEYS[i] end
@@ -35,6 +36,12 @@ for i = 1, n_must do
   end
 end
 p = p + n_must + 1
+for j = 0, tonumber(ARGV[p]) - 1 do
+  local id = ARGV[p + 1 + j * 11]
+  if redis.call('EXISTS', W.tp .. id) == 1 then
+    return redis.error_reply('EXISTS ' .. id .. ' is the id of a stored task; nothing was enqueued')
+  end
+end
 
 local out = plain_enqueue(ek, ea)
 if type(out) == 'table' and out.err then return out end
