@@ -80,7 +80,9 @@ class WorkflowHandle:
     def cancel(self) -> int:
         """Cancel every task of the workflow that has not started (waiting ones included:
         they never run); running ones are asked to stop. The number that will never run."""
-        before = self.producer.cancel_many([t.id for t in self.tasks])
+        # the last written first: a dependent cancelled before its dependency is counted
+        # here, not by the dependency's cancellation spreading to it
+        before = self.producer.cancel_many([t.id for t in reversed(self.tasks)])
         return sum(1 for s in before if s in _UNSTARTED)
 
     def result(self, timeout: float | None = None) -> Any:

@@ -80,7 +80,7 @@ def send_dependent(
     """Send one task that waits for ``depends_on`` (``apply_async(depends_on=...)``)."""
     policy = check_policy(policy)
     ids = dependency_ids(depends_on)
-    if eta is not None and ids:
+    if (eta is not None or getattr(item, "eta", None) is not None) and ids:
         raise ValueError(
             "eta cannot be combined with depends_on: use delay=, counted from when the dependencies are done"
         )
