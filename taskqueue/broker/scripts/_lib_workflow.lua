@@ -64,6 +64,7 @@ local function wf_release(W, id, queue, delay, now)
   local t = W.tp .. id
   redis.call('DEL', W.deps .. id)
   redis.call('SREM', W.waiting .. queue, id)
+  redis.call('HINCRBY', t, 'wf_released', 1)  -- 1 for ever: the proof of "released exactly once"
   if delay and delay >= 0 then
     redis.call('HSET', t, 'status', 'SCHEDULED', 'due_ms', now + delay, 'enqueued_ms', now)
     redis.call('ZADD', W.scheduled, now + delay, id)
