@@ -189,16 +189,31 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         task_id: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskHandle:
         """Send one task; nothing is written if its payload is invalid or too large.
 
+        ``depends_on`` / ``on_dependency_failure``: as on ``apply_async`` (it waits for them).
         A workflow (``chain``, ``group``, ``chord``) is sent whole and returns its handle
         (``q.send_workflow`` is the typed spelling)."""
         if isinstance(item, Workflow):
             if eta is not None or task_id is not None:
                 raise ValueError("a workflow takes queue= and delay=, not eta= or task_id=")
+            if depends_on is not None:
+                raise ValueError("a workflow takes no depends_on: start it with a chain instead")
             return self.send_workflow(item, queue=queue, delay=delay)  # type: ignore[return-value]
-        return self._sender.enqueue(item, queue=queue, delay=delay, eta=eta, task_id=task_id)
+        if depends_on is None and on_dependency_failure == "cancel":
+            return self._sender.enqueue(item, queue=queue, delay=delay, eta=eta, task_id=task_id)
+        return self._sender.enqueue(
+            item,
+            queue=queue,
+            delay=delay,
+            eta=eta,
+            task_id=task_id,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+        )
 
     def send_workflow(
         self, workflow: Workflow, *, queue: str | None = None, delay: float | timedelta | None = None

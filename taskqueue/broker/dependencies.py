@@ -278,6 +278,16 @@ class RedisDependencies(RedisCore, Dependencies):
         )
         return sorted(text(i) for i in ids or [])
 
+    def waiting_for(self, task_ids: Sequence[str]) -> list[list[str]]:
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for task_id, k in zip(task_ids, self.groups_of(task_ids), strict=True):
+                pipe.smembers(k.deps_prefix + task_id)
+            return pipe.execute()
+
+        replies = self.producer_call(f"reading what {len(task_ids)} task(s) wait for", read)
+        return [sorted(text(d) for d in r if not d.startswith(b"hold:")) for r in replies]
+
     def workflow(self, workflow_id: str) -> WorkflowRecord | None:
         def read() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)

@@ -309,6 +309,9 @@ class Dependencies(Protocol):
     def waiting_ids(self, queue: str, limit: int = 100) -> list[str]:
         """Some of a queue's WAITING task ids (at most ``limit``)."""
 
+    def waiting_for(self, task_ids: Sequence[str]) -> list[list[str]]:
+        """Per task, the dependencies it still waits for ([] when none or not WAITING)."""
+
     def workflow(self, workflow_id: str) -> WorkflowRecord | None:
         """A stored workflow record, None when unknown or expired."""
 

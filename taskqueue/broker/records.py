@@ -374,6 +374,8 @@ class Snapshot(_TaskCounts):
     autoscaler: dict[str, str] = field(default_factory=dict)
     #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
     unserved: int = 0
+    #: Per queue: tasks WAITING for their dependencies (workflows).
+    waiting: dict[str, int] = field(default_factory=dict)
 
     def metrics_reading(self) -> MetricsReading:
         """The same data as ``read_metrics`` returns, for ``taskqueue.metrics``."""
@@ -392,6 +394,7 @@ class Snapshot(_TaskCounts):
             workers=self.workers,
             autoscaler=dict(self.autoscaler),
             unserved=self.unserved,
+            waiting=dict(self.waiting),
         )
 
 
@@ -418,6 +421,8 @@ class MetricsReading(_TaskCounts):
     autoscaler: dict[str, str]
     #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
     unserved: int = 0
+    #: Per queue: tasks WAITING for their dependencies (workflows).
+    waiting: dict[str, int] = field(default_factory=dict)
 
 
 __all__ = [

@@ -157,6 +157,11 @@ local function wf_link(W, from, entry, now, ttl)
     redis.call('HSET', W.tp .. from, 'wf', '1')
     return
   end
+  if f[1] then  -- listed all the same, for readers (h.dependents); it expires with the task
+    redis.call('RPUSH', W.dependents .. from, entry)
+    local left = redis.call('PTTL', W.tp .. from)
+    if left > 0 then redis.call('PEXPIRE', W.dependents .. from, left) end
+  end
   local e = wf_split(entry, 5)
   local status = f[1] or 'EXPIRED'
   local info = status == 'SUCCEEDED' and (e[5] == '1' and (f[2] or '') or '') or (f[3] or '')
