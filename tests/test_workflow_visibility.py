@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from taskqueue import TaskQueue, TaskStatus, chord
-
-from taskqueue import Signature
+from taskqueue import Signature, TaskQueue, TaskStatus, chord
 
 from .test_cli import run
 from .test_flask import app_queue, example, load_example, serve

@@ -88,14 +88,28 @@ def test_a_chord_calls_back_with_every_result_before_its_own_arguments(any_queue
     [
         # a chain holding a group (the next step gets the list) and a chord
         (lambda t: chain(t["add"].s(1, 1), group(t["mul"].s(3), t["add"].s(4)), t["total"].s()), 6 + 6),
-        (lambda t: chain(t["add"].s(1, 1), chord([t["mul"].s(2), t["mul"].s(3)], t["total"].s()), t["add"].s(1)), 11),
+        (
+            lambda t: chain(
+                t["add"].s(1, 1), chord([t["mul"].s(2), t["mul"].s(3)], t["total"].s()), t["add"].s(1)
+            ),
+            11,
+        ),
         # a group holding chains, one of them with a group inside: nested two deep
         (
-            lambda t: group(chain(t["add"].s(1, 2), t["mul"].s(2)), chain(t["add"].s(0, 1), group(t["add"].s(1), t["mul"].s(5)))),
+            lambda t: group(
+                chain(t["add"].s(1, 2), t["mul"].s(2)),
+                chain(t["add"].s(0, 1), group(t["add"].s(1), t["mul"].s(5))),
+            ),
             [6, [2, 5]],
         ),
         # a chord whose header holds a chain, and whose body is a chain
-        (lambda t: chord([chain(t["add"].s(1, 1), t["mul"].s(5)), t["add"].s(2, 2)], chain(t["total"].s(), t["mul"].s(2))), 28),
+        (
+            lambda t: chord(
+                [chain(t["add"].s(1, 1), t["mul"].s(5)), t["add"].s(2, 2)],
+                chain(t["total"].s(), t["mul"].s(2)),
+            ),
+            28,
+        ),
         # a chain that starts with a group: the second step gets the list
         (lambda t: chain(group(t["add"].s(1, 1), t["add"].s(2, 2)), t["total"].s(extra=1)), 7),
     ],
@@ -220,7 +234,9 @@ def test_retries_that_end_in_success_are_invisible(any_queue: TaskQueue) -> None
         assert c.body.record().attempts == 1
 
 
-def test_a_group_of_10000_members_is_written_in_one_round_trip(any_queue: TaskQueue, round_trips: Counter[str]) -> None:
+def test_a_group_of_10000_members_is_written_in_one_round_trip(
+    any_queue: TaskQueue, round_trips: Counter[str]
+) -> None:
     if any_queue.url.startswith("memory://"):
         pytest.skip("the argument sizes are a real server's; fakeredis interprets Lua in Python (a minute)")
     t = tasks(any_queue)

@@ -200,7 +200,7 @@ class RedisDependencies(RedisCore, Dependencies):
             return
         try:
             cancel(task_ids)
-        except Exception:  # noqa: BLE001, S110 - the write's own error is being raised
+        except Exception:  # noqa: BLE001 - the write's own error is being raised
             pass
 
     # -- relaying (cluster) ------------------------------------------------------------------
@@ -245,7 +245,8 @@ class RedisDependencies(RedisCore, Dependencies):
         if count <= 0:
             return []
         key = self.keys.for_queue(queue).task(task_id)
-        return list(self.client.hmget(key, [f"in.{i}" for i in range(count)]))
+        values: list[Any] = self.client.hmget(key, [f"in.{i}" for i in range(count)])
+        return [v if isinstance(v, bytes) or v is None else str(v).encode() for v in values]
 
     def dependents(self, task_id: str) -> list[str]:
         (k,) = self.producer_call(f"finding task {task_id}", lambda: self.groups_of([task_id]))
@@ -255,7 +256,7 @@ class RedisDependencies(RedisCore, Dependencies):
         )
         out = []
         for entry in entries:
-            parts = entry.split(b"\0")
+            parts = (entry if isinstance(entry, bytes) else str(entry).encode()).split(b"\0")
             if len(parts) >= 3:
                 out.append(text(parts[2]))
         return list(dict.fromkeys(out))

@@ -222,7 +222,9 @@ class RedisInspection(RedisCore, Inspection):
         replies = self.producer_call("reading a snapshot", lambda: self._pipeline(build))
         waiting = {q: int(n) for q, n in zip(queues, replies[len(calls) :], strict=True)}
         order = [q for _, members in calls for q in members]
-        snapshot = _decode_snapshot(order, _merge_snapshots(replies[: len(calls)], dead_limit, scheduled_limit))
+        snapshot = _decode_snapshot(
+            order, _merge_snapshots(replies[: len(calls)], dead_limit, scheduled_limit)
+        )
         snapshot.waiting = waiting
         return snapshot
 

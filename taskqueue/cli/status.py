@@ -104,11 +104,15 @@ def _queue_rows(reading: MetricsReading, settings: Settings, names: list[str]) -
     ]
 
 
-def _waiting_rows(inspection: Any, reading: MetricsReading, names: list[str], limit: int = 5) -> list[dict[str, Any]]:
+def _waiting_rows(
+    inspection: Any, reading: MetricsReading, names: list[str], limit: int = 5
+) -> list[dict[str, Any]]:
     """A few WAITING tasks and the dependencies each still waits for (workflows)."""
     if not isinstance(inspection, Dependencies) or not any(reading.waiting.values()):
         return []
-    ids = [i for name in names if reading.waiting.get(name) for i in inspection.waiting_ids(name, limit)][:limit]
+    ids = [i for name in names if reading.waiting.get(name) for i in inspection.waiting_ids(name, limit)][
+        :limit
+    ]
     return [{"id": i, "waiting_for": deps} for i, deps in zip(ids, inspection.waiting_for(ids), strict=True)]
 
 

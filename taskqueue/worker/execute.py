@@ -23,11 +23,11 @@ from taskqueue.broker.ports import Ack
 from taskqueue.errors import PayloadTooLarge, Reject, SerializationError, TaskCancelled, TaskNotFound
 from taskqueue.registry import TaskDefinition, TaskRegistry
 from taskqueue.serialization import Envelope, Signer, decode, dumps
-from taskqueue.workflow.inputs import with_inputs
 from taskqueue.worker.events import AttemptEvents
 from taskqueue.worker.failure import FailureRecorder
 from taskqueue.worker.interrupt import AsyncLeaseLost
 from taskqueue.worker.state import Attempt, Shared, Slot
+from taskqueue.workflow.inputs import with_inputs
 
 log = logging.getLogger("taskqueue.worker")
 

@@ -18,7 +18,6 @@ from taskqueue.broker.errors import REDIS_ERRORS
 from taskqueue.broker.ports import Dependencies
 from taskqueue.worker.state import Attempt, Backoff, Shared
 
-
 #: Workflow notices older than this are relayed by any heartbeat (younger ones are being
 #: relayed by the worker that stored the outcome; relaying twice changes nothing).
 RELAY_AGE_MS = 2000

@@ -143,7 +143,7 @@ def _is_iterable(value: Any) -> bool:
 
 
 def _check_step(step: Any, where: str, allow: tuple[type, ...]) -> None:
-    if isinstance(step, (Signature, Task)) or isinstance(step, allow):
+    if isinstance(step, (Signature, Task, *allow)):
         return
     if isinstance(step, TaskFunction):
         raise TypeError(f"{where} is the task {step.name} itself: use {step.name}.s(...) for a call of it")
@@ -176,7 +176,7 @@ def _sender_of(workflow: Workflow) -> WorkflowSender | None:
             if found is not None:
                 return found
         elif isinstance(step, Signature) and hasattr(step.sender, "enqueue_workflow"):
-            return step.sender  # type: ignore[no-any-return]
+            return step.sender
     return None
 
 

@@ -72,7 +72,7 @@ class Compiler:
         self.ids: list[str] = []
 
     def compile(self, workflow: Workflow) -> tuple[WorkflowPlan, WorkflowHandle]:
-        up, shape_handle = self._node(workflow, None)
+        _, shape_handle = self._node(workflow, None)
         members: list[Member] = []
         handles: list[TaskHandle] = []
         for i, p in enumerate(self.pending):
@@ -100,10 +100,11 @@ class Compiler:
             return _Up([index], 0), lambda hs: hs[index]
         if isinstance(node, chain):
             makers = []
-            for step in node.tasks:
-                up, make = self._node(step, up)
-                makers.append(make)
             last = up
+            for step in node.tasks:
+                last, make = self._node(step, last)
+                makers.append(make)
+            assert last is not None  # a chain has at least one step
             return last, self._workflow_maker(ChainHandle, "chain", makers, last)
         if isinstance(node, group):
             tails: list[int] = []

@@ -154,7 +154,7 @@ class ChordHandle(WorkflowHandle):
 
     @property
     def header(self) -> GroupHandle:
-        return self.handles[0]  # type: ignore[no-any-return]
+        return self.handles[0]
 
     @property
     def body(self) -> Any:

@@ -37,7 +37,9 @@ def with_inputs(envelope: Envelope, link: Any, delivery: Delivery) -> Envelope:
     """``envelope`` with the value of its inputs as its first argument; Reject when the
     option is malformed (Redis is writable: a payload is checked, never trusted)."""
     spec = envelope.options.get("inputs")
-    count = spec.get("n") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        raise Reject("bad-payload: the workflow option 'inputs' is malformed")
+    count = spec.get("n")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0 or "shape" not in spec:
         raise Reject("bad-payload: the workflow option 'inputs' is malformed")
     if not isinstance(link, Dependencies):

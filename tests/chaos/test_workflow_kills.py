@@ -87,7 +87,9 @@ def test_chords_survive_worker_kills(chaos_url: str, redis_url: str, tmp_path: P
     q = TaskQueue(chaos_url, settings=chaos_settings(), registry=TaskRegistry())
     define(q)
     if q.broker.keys.cluster:  # the point of the variant: the queues live on different masters
-        nodes = {q.broker.client.get_node_from_key(q.broker.keys.for_queue(x).task_prefix).name for x in QUEUES}
+        nodes = {
+            q.broker.client.get_node_from_key(q.broker.keys.for_queue(x).task_prefix).name for x in QUEUES
+        }
         assert len(nodes) >= 2, nodes
     prefix = f"wfchaos-{uuid.uuid4().hex[:8]}"
     ledger = redis.Redis.from_url(redis_url)
@@ -96,7 +98,8 @@ def test_chords_survive_worker_kills(chaos_url: str, redis_url: str, tmp_path: P
     chords = []
     for c in range(CHORDS):
         members = [
-            Signature("wf.member", (c, i, rng.uniform(50, 300)), queue=QUEUES[(c + i) % 3]) for i in range(MEMBERS)
+            Signature("wf.member", (c, i, rng.uniform(50, 300)), queue=QUEUES[(c + i) % 3])
+            for i in range(MEMBERS)
         ]
         chords.append(q.send_workflow(chord(members, Signature("wf.collect", (c,)))))
     for _ in range(3):
