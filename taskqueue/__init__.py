@@ -28,6 +28,7 @@ from taskqueue.retry import RetryPolicy
 from taskqueue.scheduler import Scheduler, TickResult
 from taskqueue.status import TaskStatus
 from taskqueue.task import Signature, Task, TaskFunction
+from taskqueue.workflow import ChainHandle, ChordHandle, GroupHandle, WorkflowHandle, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -48,6 +49,14 @@ __all__ = [
     "TickResult",
     "TaskRegistry",
     "registry",
+    # workflows (DESIGN 10)
+    "chain",
+    "group",
+    "chord",
+    "GroupHandle",
+    "ChainHandle",
+    "ChordHandle",
+    "WorkflowHandle",
     "current_task",
     "TaskContext",
     "Settings",

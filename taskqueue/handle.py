@@ -79,6 +79,18 @@ class TaskHandle:
         attempt ends, so a running attempt's output shows up once it finishes."""
         return as_text(self.producer.task_logs(self.id))
 
+    @property
+    def dependencies(self) -> list[str]:
+        """The ids of the tasks this one waited (or waits) for (workflows, ``depends_on``)."""
+        return self.record().dependencies
+
+    @property
+    def dependents(self) -> list[str]:
+        """The ids of the tasks that wait (or waited) for this one."""
+        from taskqueue.broker.ports import Dependencies
+
+        return self.producer.dependents(self.id) if isinstance(self.producer, Dependencies) else []
+
     def cancel(self) -> bool:
         """Pending or scheduled: it will never run (True). Running: asks it to stop (False)."""
         previous = self.producer.cancel(self.id)

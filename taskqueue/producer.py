@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +39,9 @@ from taskqueue.registry import TaskDefinition, TaskRegistry, _signature
 from taskqueue.retry import RetryPolicy
 from taskqueue.serialization import MAX_HEADERS, Envelope, Signer, encode, header_problem, options_problem
 from taskqueue.task import Signature, Task, TaskFunction
+from taskqueue.workflow import sending
+from taskqueue.workflow.canvas import Workflow
+from taskqueue.workflow.handles import WorkflowHandle
 
 log = logging.getLogger("taskqueue.producer")
 
@@ -68,6 +72,22 @@ def eta_ms(eta: datetime | None) -> int:
             "e.g. datetime.now(timezone.utc) + timedelta(minutes=5)"
         )
     return max(1, int(eta.timestamp() * 1000))
+
+
+def check_call(
+    definition: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], inputs: bool
+) -> None:
+    """Refuse a call its function cannot take; a workflow member's first argument is the
+    result of what it follows, so one more leading argument is counted for it."""
+    try:
+        signature = inspect.signature(definition.target)
+    except (TypeError, ValueError):  # builtins without a signature: the call decides
+        return
+    try:
+        signature.bind(*((None,) if inputs else ()), *args, **kwargs)
+    except TypeError as exc:
+        first = " (after the result it receives as its first argument)" if inputs else ""
+        raise TypeError(f"{definition.name}{signature}{first}: {exc}") from None
 
 
 def published_definition(name: str, queue: str, max_retries: int) -> TaskDefinition:
@@ -150,14 +170,19 @@ class TaskSender:
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         task_id: str | None = None,
+        extra_options: dict[str, Any] | None = None,
     ) -> tuple[EnqueueRequest, Envelope]:
         definition, args, kwargs, options, queue, delay, eta = self._call_of(item, queue, delay, eta)
+        if extra_options:  # a workflow member's inputs (taskqueue.workflow.compile)
+            options = {**options, **extra_options}
         if delay is not None and eta is not None:
             raise ValueError("pass delay or eta, not both")
         queue_name = check_queue(self.settings, queue or definition.queue)
         delay_s = seconds(delay, "delay")
         if definition.kind == "class":
             check_fields(definition.target, kwargs)  # type: ignore[arg-type]
+        elif isinstance(item, Signature):  # fn.s(...) binds partially: the whole call is checked here
+            check_call(definition, args, kwargs, inputs=bool(options.get("inputs")))
         if options and (problem := options_problem(options)) is not None:
             raise ValueError(f"task {definition.name}: option {problem}")
         limit, dedup, debounce = self._flow(item, definition, queue_name, args, kwargs)
@@ -301,13 +326,27 @@ class TaskSender:
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         task_id: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskHandle:
-        """Send one task; nothing is written if its payload is invalid or too large."""
+        """Send one task; nothing is written if its payload is invalid or too large.
+
+        With ``depends_on`` it is WAITING until those tasks succeeded (``taskqueue.workflow``)."""
+        if depends_on is not None or on_dependency_failure != "cancel":
+            return sending.send_dependent(
+                self, item, queue, delay, eta, task_id, depends_on or [], on_dependency_failure
+            )
         built = self._build(item, queue=queue, delay=delay, eta=eta, task_id=task_id)
         (request,), (written,) = self._write([built])
         if not written:
             raise ValueError(f"a task with id {request.id!r} exists already; ids must be unique")
         return _handle(self.producer, request, written)
+
+    def enqueue_workflow(
+        self, workflow: Workflow, *, queue: str | None = None, delay: float | timedelta | None = None
+    ) -> WorkflowHandle:
+        """Send a chain, group or chord: written whole or not at all (``taskqueue.workflow``)."""
+        return sending.send_workflow(self, workflow, queue, delay)
 
     def enqueue_many(self, items: Iterable[Sendable]) -> list[TaskHandle]:
         """Send many tasks in one round trip; all are written or none (all are checked first)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
 
@@ -36,7 +36,14 @@ _DEFAULTS = TaskSettings()
 class Enqueuer(Protocol):
     """What a task function sends its calls through (the queue's producer side)."""
 
-    def enqueue(self, item: Signature, *, task_id: str | None = None) -> TaskHandle: ...
+    def enqueue(
+        self,
+        item: Signature,
+        *,
+        task_id: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
+    ) -> TaskHandle: ...
 
 
 def default_name(target: Any) -> str:
@@ -125,6 +132,8 @@ class Signature:
     #: Flow control of this call (``apply_async(unique_key=..., unique_for=...)``).
     unique_key: str | None = None
     unique_for: float | None = None
+    #: What ``fn.s(...)`` was sent through: lets ``chain(...).delay()`` find its queue.
+    sender: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 class TaskFunction(Generic[P, R]):
@@ -156,8 +165,14 @@ class TaskFunction(Generic[P, R]):
             raise TypeError(f"{self.name}{self.signature}: {exc}") from None
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
-        self.check_arguments(args, kwargs)
-        return Signature(self.name, args, dict(kwargs))
+        """A call of this task, not sent. It may leave out leading arguments that a workflow
+        supplies (``chain(fetch.s(url), parse.s())``: ``parse`` gets ``fetch``'s result);
+        the whole call is checked when it is sent."""
+        try:
+            self.signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}{self.signature}: {exc}") from None
+        return Signature(self.name, args, dict(kwargs), sender=self.sender)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         return self.apply_async(args=args, kwargs=kwargs)
@@ -175,9 +190,15 @@ class TaskFunction(Generic[P, R]):
         max_retries: int | None = None,
         unique_key: str | None = None,
         unique_for: float | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskHandle:
-        """Send the call with options; ``unique_key`` with ``unique_for`` (seconds) makes it
-        join a live task sent with the same key (``handle.deduplicated``)."""
+        """Send one call with options. ``unique_key`` with ``unique_for`` (seconds) makes it
+        join a live task sent with the same key (``handle.deduplicated``). ``depends_on``:
+        handles (or ids) of tasks or workflows it waits for: it is WAITING until every one
+        succeeded; when one ends FAILED, DEAD or CANCELLED, ``on_dependency_failure``
+        decides: "cancel" (default: it is cancelled, with a reason naming the dependency),
+        "run" (it runs anyway) or "fail" (it is marked FAILED)."""
         if not isinstance(args, (tuple, list)):
             raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, dict):
@@ -198,7 +219,11 @@ class TaskFunction(Generic[P, R]):
         key, seconds = check_unique_call(unique_key, unique_for)
         sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options, key, seconds)
         self.check_arguments(sig.args, sig.kwargs)
-        return self.sender.enqueue(sig, task_id=task_id)
+        if depends_on is None and on_dependency_failure == "cancel":
+            return self.sender.enqueue(sig, task_id=task_id)
+        return self.sender.enqueue(
+            sig, task_id=task_id, depends_on=depends_on, on_dependency_failure=on_dependency_failure
+        )
 
 
 def function_definition(

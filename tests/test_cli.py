@@ -136,6 +136,7 @@ def test_status_shows_queues_workers_and_dead_letters(producer: TaskQueue, redis
     assert set(totals) == {
         "pending",
         "scheduled",
+        "waiting",
         "running",
         "prefetched",
         "unserved",

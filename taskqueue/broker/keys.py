@@ -324,6 +324,67 @@ class Keys:
         is dead-lettered as unknown-task once ``workers.unknown_task_grace`` has passed."""
         return self.base + "unserved"
 
+    # Workflows (DESIGN 10; taskqueue.broker.dependencies) ---------------------
+    @property
+    def deps_prefix(self) -> str:
+        """SET per WAITING task of the ids of the dependencies it still waits for (in the
+        dependent's group). The script that removes the last one releases the task."""
+        return self.base + "deps:"
+
+    @property
+    def dependents_prefix(self) -> str:
+        """LIST per task of its dependents (in the dependency's group), one entry each:
+        the dependent's task prefix, queue, id, input index and whether it takes the
+        result, NUL-separated. Read by the script that stores the task's final outcome."""
+        return self.base + "dependents:"
+
+    @property
+    def outbox(self) -> str:
+        """ZSET of notices (cluster only): "task X ended S, tell dependent D", written by the
+        outcome script when D is in another slot group, scored by when; a relay applies
+        each to D's group (idempotently) and removes it."""
+        return self.base + "outbox"
+
+    @property
+    def waiting_prefix(self) -> str:
+        """SET per queue of its WAITING task ids (readers count and list them)."""
+        return self.base + "waiting:"
+
+    def waiting(self, queue: str) -> str:
+        return self.waiting_prefix + queue
+
+    @property
+    def workflow_prefix(self) -> str:
+        """HASH per workflow (chain, group, chord): kind, created_ms, total, members (JSON)."""
+        return self.base + "workflow:"
+
+    def workflow(self, workflow_id: str) -> str:
+        return self.workflow_prefix + workflow_id
+
+    @property
+    def workflows(self) -> str:
+        """ZSET workflow id -> created ms, the dashboard's list (trimmed by age)."""
+        return self.base + "workflows"
+
+    @property
+    def workflow_keys(self) -> list[str]:
+        """The keys every script that may settle a task passes LAST (``_lib_workflow.lua``
+        reads them as ``wf_keys()``), so a dependency's outcome decides its dependents."""
+        return [
+            self.task_prefix,
+            self.history_prefix,
+            self.done_prefix,
+            self.queue_prefix,
+            self.wake_prefix,
+            self.scheduled,
+            self.wake_scheduler,
+            self.stats_prefix,
+            self.deps_prefix,
+            self.dependents_prefix,
+            self.outbox,
+            self.waiting_prefix,
+        ]
+
 
 @cache
 def _queue_keys(keys: Keys, queue: str) -> Keys:

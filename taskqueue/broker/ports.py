@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from taskqueue.broker.browsing import TaskDetail, TaskPage
     from taskqueue.broker.diagnosis import WrongType
     from taskqueue.broker.limits import LimitPool
+    from taskqueue.broker.plans import WorkflowPlan, WorkflowRecord
     from taskqueue.broker.records import (
         Delivery,
         EnqueueRequest,
@@ -310,14 +311,55 @@ class FlowInspection(Protocol):
         """(server ms, the rate buckets and concurrency pools seen on ``queues``)."""
 
 
-class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
-    """All four ports: what ``TaskQueue`` holds and hands out piece by piece."""
+@runtime_checkable
+class Dependencies(Protocol):
+    """What workflows need (DESIGN 10): write one, relay its notices, read its edges.
+
+    The decisions themselves (a dependent released exactly once, failure policies) are
+    taken by the scripts that store outcomes, in the same call (``_lib_workflow.lua``).
+    """
+
+    def enqueue_workflow(self, plan: WorkflowPlan) -> None:
+        """Write every member and edge of ``plan``, or none; raise ValueError naming a
+        dependency from outside the plan that is not stored. One script call per slot
+        group: on a single server one round trip, all or nothing; on a cluster spanning
+        groups, two (members written WAITING first, released once all are written)."""
+
+    def relay(self, queues: Sequence[str], min_age_ms: int = 0) -> int:
+        """Cluster only: apply the notices waiting in the outboxes of ``queues``' groups
+        (older than ``min_age_ms``) to their dependents' groups; the number applied."""
+
+    def inputs(self, task_id: str, queue: str, count: int) -> list[bytes | None]:
+        """The results a member received from its dependencies, by input index."""
+
+    def dependents(self, task_id: str) -> list[str]:
+        """The ids of the tasks that depend on ``task_id``, in the order they were added."""
+
+    def waiting_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """WAITING tasks per queue."""
+
+    def waiting_ids(self, queue: str, limit: int = 100) -> list[str]:
+        """Some of a queue's WAITING task ids (at most ``limit``)."""
+
+    def waiting_for(self, task_ids: Sequence[str]) -> list[list[str]]:
+        """Per task, the dependencies it still waits for ([] when none or not WAITING)."""
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """A stored workflow record, None when unknown or expired."""
+
+    def workflows(self, queues: Sequence[str], limit: int = 50) -> list[WorkflowRecord]:
+        """The newest workflows whose record lives in ``queues``' groups, newest first."""
+
+
+class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Dependencies, Protocol):
+    """All five ports: what ``TaskQueue`` holds and hands out piece by piece."""
 
 
 __all__ = [
     "Ack",
     "Broker",
     "FlowInspection",
+    "Dependencies",
     "Inspection",
     "ProgressStore",
     "PeriodicPlan",

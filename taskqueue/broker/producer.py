@@ -17,7 +17,21 @@ from taskqueue.broker.records import EnqueueRequest, TaskRecord, pairs, text
 from taskqueue.status import as_read
 
 
-def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
+def enqueue_keys(k: Keys) -> list[str]:
+    """KEYS of ``enqueue.lua`` for one slot group (``workflow.lua`` passes the same first)."""
+    return [
+        k.task_prefix,
+        k.queue_prefix,
+        k.wake_prefix,
+        k.scheduled,
+        k.wake_scheduler,
+        k.stats_prefix,
+        k.limit_prefix,
+        k.limits_index,
+    ]
+
+
+def enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
     """ARGV of ``enqueue.lua``: eleven fields per request."""
     args: list[Any] = []
     for req in requests:
@@ -56,9 +70,9 @@ class RedisProducer(RedisCore, Producer):
 
         def build(pipe: Any) -> None:
             for k, members in by_group.items():
-                keys = [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler]
-                keys += [k.stats_prefix, k.limit_prefix, k.limits_index]
-                self.scripts.queue(pipe, "enqueue", keys, _enqueue_args([requests[i] for i in members]))
+                self.scripts.queue(
+                    pipe, "enqueue", enqueue_keys(k), enqueue_args([requests[i] for i in members])
+                )
 
         durable = [k.task_prefix for k in by_group]
         replies = self.producer_call(
@@ -100,11 +114,14 @@ class RedisProducer(RedisCore, Producer):
                         k.history(task_id),
                         k.control_prefix,
                         k.unserved,
+                        *k.workflow_keys,  # last, as every script that may settle a task takes them
                     ],
                     [task_id, ttl, tell],
                 )
 
         replies = self.producer_call(doing, lambda: self._pipeline(build))
+        if self.keys.cluster:  # workflows: dependents in other groups hear of it
+            self.producer_call(doing, lambda: self._relay_groups(list(dict.fromkeys(groups))))
         for task_id, (_, worker) in zip(task_ids, replies, strict=True):
             if worker:
                 self._tell_worker(text(worker), task_id)
@@ -200,4 +217,4 @@ class RedisProducer(RedisCore, Producer):
         )
 
 
-__all__ = ["RedisProducer"]
+__all__ = ["RedisProducer", "enqueue_args", "enqueue_keys"]

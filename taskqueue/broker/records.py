@@ -161,6 +161,12 @@ class TaskRecord:
     history: list[dict[str, Any]] = field(default_factory=list)
     #: What the task last reported with ``current_task().progress`` (JSON; "" none).
     progress: str = ""
+    #: Workflows: the ids it depends on, the workflow it belongs to, the task whose
+    #: failure ended it (when a dependency's failure did), and its failure policy.
+    dependencies: list[str] = field(default_factory=list)
+    workflow: str = ""
+    cause: str = ""
+    on_dependency_failure: str = ""
 
     @property
     def final(self) -> bool:
@@ -196,7 +202,22 @@ class TaskRecord:
             worker=text(h.get(b"worker")),
             history=history_entries(history or ()),
             progress=text(h.get(b"progress")),
+            dependencies=_id_list(h.get(b"deps")),
+            workflow=text(h.get(b"wf_id")),
+            cause=text(h.get(b"wf_cause")),
+            on_dependency_failure=text(h.get(b"on_dep_fail")),
         )
+
+
+def _id_list(raw: bytes | None) -> list[str]:
+    """A JSON list of task ids as a workflow member stores its dependencies ([] when absent)."""
+    if not raw:
+        return []
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        return []
+    return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
 def history_entries(raw: Any) -> list[dict[str, Any]]:
@@ -362,6 +383,8 @@ class Snapshot(_TaskCounts):
     autoscaler: dict[str, str] = field(default_factory=dict)
     #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
     unserved: int = 0
+    #: Per queue: tasks WAITING for their dependencies (workflows).
+    waiting: dict[str, int] = field(default_factory=dict)
 
     def metrics_reading(self) -> MetricsReading:
         """The same data as ``read_metrics`` returns, for ``taskqueue.metrics``."""
@@ -380,6 +403,7 @@ class Snapshot(_TaskCounts):
             workers=self.workers,
             autoscaler=dict(self.autoscaler),
             unserved=self.unserved,
+            waiting=dict(self.waiting),
         )
 
 
@@ -406,6 +430,8 @@ class MetricsReading(_TaskCounts):
     autoscaler: dict[str, str]
     #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
     unserved: int = 0
+    #: Per queue: tasks WAITING for their dependencies (workflows).
+    waiting: dict[str, int] = field(default_factory=dict)
 
 
 __all__ = [

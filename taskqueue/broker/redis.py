@@ -14,6 +14,7 @@ class over fakeredis.
 from __future__ import annotations
 
 from taskqueue.broker.browsing import RedisBrowsing
+from taskqueue.broker.dependencies import RedisDependencies
 from taskqueue.broker.inspection import RedisInspection
 from taskqueue.broker.limits import RedisFlow
 from taskqueue.broker.ports import Broker
@@ -31,6 +32,7 @@ class RedisBroker(
     RedisBrowsing,
     RedisTaskRegistry,
     RedisFlow,
+    RedisDependencies,
     Broker,
 ):
     """All four ports on one client: ``RedisBroker(client, settings, url)``."""

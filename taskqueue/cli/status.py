@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from taskqueue import __version__
-from taskqueue.broker.ports import ProgressStore
+from taskqueue.broker.ports import Dependencies, ProgressStore
 from taskqueue.cli.app import open_queue
 from taskqueue.cli.group import app_option, cli, json_option, url_option
 from taskqueue.cli.tables import ago, name_width, table
@@ -73,6 +73,7 @@ def status_report(
     busy = sum(w["busy"] for w in workers)
     grace = settings.workers.unknown_task_grace
     unserved = unserved_report(inspection.unserved(limit=3), reading.now_ms, grace)
+    waiting = _waiting_rows(inspection, reading, names)
     return {
         "url": mask_url(url),
         "namespace": settings.redis.namespace,
@@ -80,10 +81,12 @@ def status_report(
         "workers": workers,
         "running": running,
         "unserved": unserved,
+        "waiting": waiting,
         "periodic": [dataclasses.asdict(p) for p in periodic],
         "totals": {
             "pending": sum(q["pending"] for q in queues),
             "scheduled": reading.scheduled,
+            "waiting": sum(reading.waiting.values()),
             "running": busy,
             "prefetched": max(0, reading.leased - busy),
             "unserved": unserved["count"],
@@ -103,6 +106,7 @@ def _queue_rows(reading: MetricsReading, settings: Settings, names: list[str]) -
             "name": name,
             "priority": settings.queues[name],
             "pending": int(reading.pending.get(name, 0)),
+            "waiting": int(reading.waiting.get(name, 0)),
             "dead": int(reading.dead_letters.get(name, 0)),
             "processed": reading.stats.get(name, {}).get("processed", 0),
             "failed": reading.stats.get(name, {}).get("failed", 0),
@@ -111,6 +115,18 @@ def _queue_rows(reading: MetricsReading, settings: Settings, names: list[str]) -
         }
         for name in names
     ]
+
+
+def _waiting_rows(
+    inspection: Any, reading: MetricsReading, names: list[str], limit: int = 5
+) -> list[dict[str, Any]]:
+    """A few WAITING tasks and the dependencies each still waits for (workflows)."""
+    if not isinstance(inspection, Dependencies) or not any(reading.waiting.values()):
+        return []
+    ids = [i for name in names if reading.waiting.get(name) for i in inspection.waiting_ids(name, limit)][
+        :limit
+    ]
+    return [{"id": i, "waiting_for": deps} for i, deps in zip(ids, inspection.waiting_for(ids), strict=True)]
 
 
 def _worker_rows(live: Mapping[str, Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
@@ -164,6 +180,7 @@ def _queues_table(queues: list[dict[str, Any]]) -> str:
             q["name"],
             q["priority"],
             q["pending"],
+            q.get("waiting", 0),
             q["dead"],
             q["processed"],
             q["failed"],
@@ -172,8 +189,8 @@ def _queues_table(queues: list[dict[str, Any]]) -> str:
         ]
         for q in queues
     ]
-    headers = ["QUEUE", "PRIO", "PENDING", "DEAD", "PROCESSED", "FAILED", "LAST MIN", "STATE"]
-    others = [4, 7, 6, 9, 6, 8, 6]
+    headers = ["QUEUE", "PRIO", "PENDING", "WAITING", "DEAD", "PROCESSED", "FAILED", "LAST MIN", "STATE"]
+    others = [4, 7, 7, 6, 9, 6, 8, 6]
     name_w = name_width((row[0] for row in rows), "QUEUE", others)
     return table(headers, rows, [name_w, *others])
 
@@ -242,6 +259,11 @@ def render_status(data: dict[str, Any]) -> str:
     out.append(f"LAST MINUTE: {totals['last_minute']} task(s) finished, every process")
     if totals["scheduled"]:
         out.append(f"SCHEDULED: {totals['scheduled']} task(s), delayed or waiting to retry")
+    if totals.get("waiting"):
+        out.append(f"WAITING: {totals['waiting']} task(s) waiting for their dependencies (workflows)")
+        for w in data.get("waiting", []):
+            deps = ", ".join(w["waiting_for"][:3]) + (" ..." if len(w["waiting_for"]) > 3 else "")
+            out.append(f"  {w['id']} waits for {len(w['waiting_for'])}: {deps}")
     workers = data["workers"]
     out += [
         "",

@@ -29,6 +29,7 @@ def totals_html(snap: Snapshot, grace: float | None = None) -> str:
     line = (
         f"pending <b>{sum(snap.pending.values())}</b> · running <b>{snap.running}</b> · "
         f"prefetched <b>{snap.prefetched}</b> · scheduled <b>{snap.scheduled}</b> · "
+        f"waiting <b>{sum(snap.waiting.values())}</b> · "
         f"dead letters <b>{sum(snap.dead_letters.values())}</b>"
     )
     if snap.unserved:

@@ -28,6 +28,7 @@ from taskqueue.worker.events import AttemptEvents
 from taskqueue.worker.failure import FailureRecorder
 from taskqueue.worker.interrupt import AsyncLeaseLost
 from taskqueue.worker.state import Attempt, Shared, Slot
+from taskqueue.workflow.inputs import with_inputs
 
 log = logging.getLogger("taskqueue.worker")
 
@@ -97,6 +98,8 @@ class Executor:
     def _prepare(self, attempt: Attempt) -> Callable[[], Any]:
         """Check and decode the payload, then set the attempt up to run; raises Reject."""
         envelope = self._decode(attempt.delivery)
+        if "inputs" in envelope.options:  # a workflow member: its dependencies' results come first
+            envelope = with_inputs(envelope, self.shared.link, attempt.delivery)
         attempt.task_name = envelope.name
         try:
             definition = self.registry.get(envelope.name)

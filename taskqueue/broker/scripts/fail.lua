@@ -10,6 +10,7 @@
 -- KEYS[11] done prefix  KEYS[12] metrics hash of the queue
 -- KEYS[13] the queue's minutes prefix (per-minute history, Keys.minutes)
 -- KEYS[14] limit prefix  KEYS[15] queue prefix  KEYS[16] wake prefix (flow control)
+-- then, last: Keys.workflow_keys (workflows: a final failure tells the dependents, _lib_workflow.lua)
 -- ARGV[1] id  ARGV[2] token  ARGV[3] action ('ratelimited' too: RateLimited raised,
 --         see _lib_limits.lua)  ARGV[4] history entry (JSON)
 -- ARGV[5] error (msgpack)  ARGV[6] retry delay ms  ARGV[7] reason
@@ -64,6 +65,7 @@ if action == 'dead' then
   local dropped = bury(ARGV[1], ARGV[7], now, {task_prefix = KEYS[9], history_prefix = KEYS[10],
     done_prefix = KEYS[11], dead_key = KEYS[8], stats_key = KEYS[4], metrics_key = KEYS[12],
     max = tonumber(ARGV[9]), ttl = tonumber(ARGV[10])})
+  wf_finished(wf_keys(), ARGV[1], 'DEAD', ARGV[7], now, tonumber(ARGV[10]))  -- workflows
   return {1, dropped}
 end
 local ttl = tonumber(ARGV[8])
@@ -72,4 +74,5 @@ redis.call('HSET', KEYS[1], 'status', final, 'reason', ARGV[7], 'finished_ms', n
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[5], ttl)
 signal_done(KEYS[3], ttl)
+wf_finished(wf_keys(), ARGV[1], final, ARGV[7], now, ttl)  -- workflows
 return {1, 0}

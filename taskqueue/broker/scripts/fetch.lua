@@ -24,6 +24,7 @@
 -- KEYS[16] parked prefix (LIST per task name of the tasks no live worker serves)
 -- KEYS[17] limit prefix (flow control: a task held back by its rate or concurrency limit
 --          leaves the queue until it may run, see _lib_limits.lua)
+-- then, last: Keys.workflow_keys (workflows: a task buried or cancelled here tells its dependents)
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] max tasks  ARGV[4] dead max size
 -- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7] unserved grace ms
 -- ARGV[8] scan window (0: lease whatever comes, no task-set check)  ARGV[9..] queue names, by priority
@@ -43,6 +44,7 @@ local dead_max, dead_ttl, batch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber
 local grace, window = tonumber(ARGV[7]), tonumber(ARGV[8])
 local now = now_ms()
 local dropped = 0
+local W = wf_keys()  -- workflows
 
 local function dead_args(queue)
   return {task_prefix = tp, history_prefix = hp, done_prefix = dp, dead_key = deadp .. queue,
@@ -61,8 +63,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0,
       ',"attempt":' .. attempts .. ',"message":"the worker running this attempt stopped renewing its lease"}')
     redis.call('HINCRBY', sp .. fields[1], 'lease_expired', 1)
     if attempts > max_retries then
-      dropped = dropped + bury(id, 'lease-expired: the task was running on a worker that died, ' ..
-        attempts .. ' times', now, dead_args(fields[1]))
+      local why = 'lease-expired: the task was running on a worker that died, ' .. attempts .. ' times'
+      dropped = dropped + bury(id, why, now, dead_args(fields[1]))
+      wf_finished(W, id, 'DEAD', why, now, dead_ttl)  -- workflows
     else
       redis.call('HSET', t, 'status', 'PENDING', 'token', '')
       redis.call('LPUSH', qp .. fields[1], id)
@@ -86,8 +89,10 @@ end
 -- Bury a task that no live worker served for the grace period (first seen at since).
 local function bury_unserved(id, name, queue, since)
   redis.call('ZREM', unserved, id)
-  dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. name ..
-    "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+  local why = "unknown-task: no live worker serves a task named '" .. name ..
+    "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)'
+  dropped = dropped + bury(id, why, now, dead_args(queue))
+  wf_finished(W, id, 'DEAD', why, now, dead_ttl)  -- workflows
 end
 
 -- 2b. Parked tasks whose grace ran out: still no live worker serves them.
@@ -106,7 +111,7 @@ end
 -- Queue entries come from Redis, so anyone who can write there controls them:
 -- an entry that is not a well-formed task is buried with a reason, never run,
 -- never dropped silently, and never allowed to make this script fail half-way.
-local KNOWN = {LEASED = 1, RUNNING = 1, SCHEDULED = 1, RETRYING = 1, SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1}
+local KNOWN = {LEASED = 1, RUNNING = 1, SCHEDULED = 1, RETRYING = 1, SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1, WAITING = 1}
 
 -- A task id the client can address again: UTF-8 text without braces, at most 512 bytes.
 local function valid_id(id)
@@ -223,6 +228,7 @@ local function consider(queue, id)
     redis.call('HSET', t, 'status', 'CANCELLED', 'finished_ms', now, 'token', '')
     redis.call('PEXPIRE', t, dead_ttl)
     signal_done(dp .. id, dead_ttl)
+    wf_finished(W, id, 'CANCELLED', 'cancelled', now, dead_ttl)  -- workflows
   elseif status == 'PENDING' then
     -- (a task written without a name field is leased: the worker reads the name in its payload)
     if window > 0 and fields[5] and fields[5] ~= '' and redis.call('SISMEMBER', taskset, fields[5]) == 0 then

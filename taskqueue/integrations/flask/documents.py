@@ -67,6 +67,11 @@ def task_document(record: TaskRecord) -> dict[str, Any]:
             "message": progress.message,
             "updated_at": progress.updated_at.isoformat(),
         }
+    if record.dependencies or record.workflow:  # workflows: what it waits for, what it is part of
+        out["dependencies"] = record.dependencies
+        out["workflow"] = record.workflow or None
+        if record.cause:
+            out["cause"] = record.cause
     if record.status == TaskStatus.SUCCEEDED.value:
         try:
             out["result"] = jsonable(loads(record.result or b"\xc0", what=f"result of task {record.id}"))
