@@ -973,7 +973,7 @@ def test_status_shows_the_last_minute_and_cuts_no_name_below_forty(
         lines = run("status", "--app", f"{name}:q").output.splitlines()
         assert lines[0].endswith(f"namespace {q.settings.redis.namespace}")  # never cut
         row = next(line for line in lines if line.startswith(LONG_QUEUE))
-        assert row.split() == [LONG_QUEUE, "3", "0", "0", "5", "0", "5"]
+        assert row.split() == [LONG_QUEUE, "3", "0", "0", "0", "5", "0", "5"]  # ... WAITING 0 ...
         assert "LAST MINUTE: 6 task(s) finished, every process" in lines
         assert "WORKERS: 1 process(es), 2 thread(s), 0 busy, 2 idle" in lines
 
