@@ -353,3 +353,39 @@ def test_the_limits_page_shows_buckets_and_pools(queue: TaskQueue, serve: Callab
     assert re.findall(r"<td>(\d+)</td>", row) == ["1", "1", "2"]  # 1 slot, 1 running, 2 held
     for h in handles:
         h.result(timeout=10)
+
+
+def test_the_workflows_pages_show_members_dependencies_and_what_ended_a_chord(
+    queue: TaskQueue, serve: Callable[..., Served]
+) -> None:
+    from taskqueue import chord
+
+    @queue.task(name="wf.part")
+    def part(n: int) -> int:
+        if n == 2:
+            raise ValueError("<script>member 2</script>")
+        return n
+
+    @queue.task(name="wf.total")
+    def total(results: list[int]) -> int:
+        return sum(results)
+
+    @queue.task(name="wf.once", max_retries=0)
+    def once(n: int) -> int:
+        return part(n)
+
+    handle = chord([once.s(n) for n in range(3)], total.s()).delay()
+    with queue.running(workers=2), pytest.raises(TaskFailed):
+        handle.result(timeout=30)
+    client = signed_in(serve(queue))
+    listing = client.get("/workflows")
+    assert listing.status == 200 and "chord" in listing.text
+    wf_id = re.findall(r'/workflows/([^"]+)"', listing.text)[0]
+    one = client.get(f"/workflows/{wf_id}").text
+    # two members succeeded, one is dead (no retries), the callback never ran
+    assert one.count(">SUCCEEDED<") == 2 and one.count(">DEAD<") == 1 and one.count(">CANCELLED<") == 1
+    callback = re.findall(r'/task/([^"]+)">[^<]+</a></td><td>[^<]*</td><td class="state CANCELLED"', one)[0]
+    page = client.get(f"/task/{callback}").text
+    assert "depends on" in page and "ended by" in page and "<script>member 2" not in page
+    assert client.get("/workflows/nosuch").status == 404
+    assert client.get("/api/workflows.json").status == 200

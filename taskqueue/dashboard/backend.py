@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from taskqueue.admin import QueueAdmin
-    from taskqueue.broker.ports import FlowInspection, Inspection, Producer
+    from taskqueue.broker.ports import Dependencies, FlowInspection, Inspection, Producer
     from taskqueue.config import Settings
     from taskqueue.health import HealthStatus
     from taskqueue.queue import TaskQueue
@@ -27,6 +27,8 @@ class Backend:
     health: Callable[[], HealthStatus]
     #: The limit buckets and pools (flow control); None: this backend has none to show.
     flow: FlowInspection | None = None
+    #: Workflows and dependencies; None: this backend has none to show.
+    dependencies: Dependencies | None = None
 
     @classmethod
     def of(cls, queue: TaskQueue) -> Backend:
@@ -37,6 +39,7 @@ class Backend:
             queue.settings,
             queue.broker.url,
             queue.health_check,
+            queue.broker,
             queue.broker,
         )
 

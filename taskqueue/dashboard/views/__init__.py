@@ -18,11 +18,12 @@ from taskqueue.dashboard.views import (
     scheduled,
     tasks,
     workers,
+    workflows,
 )
 
 
 def register(bp: Blueprint) -> None:
-    for module in (live, overview, queues, workers, tasks, scheduled, dead, periodic, limits):
+    for module in (live, overview, queues, workers, tasks, scheduled, dead, periodic, workflows, limits):
         module.register(bp)
 
 

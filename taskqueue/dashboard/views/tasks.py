@@ -61,7 +61,27 @@ def detail(task_id: str) -> Any:
         has_result=has_result,
         result=result,
         progress=progress,
+        links=_links(detail.record),
     )
+
+
+def _links(record: Any) -> dict[str, Any]:
+    """A task's place in a workflow: what it depends on (and still waits for), what
+    depends on it, each with its status; one more round trip, only for such tasks."""
+    deps_port = _backend().dependencies
+    dependents = deps_port.dependents(record.id) if deps_port is not None else []
+    dependencies = list(record.dependencies)
+    if not dependencies and not dependents:
+        return {"dependencies": [], "dependents": [], "workflow": record.workflow, "cause": record.cause}
+    ids = dependencies + dependents
+    status = dict(zip(ids, _backend().producer.task_statuses(ids), strict=True))
+    awaited = set(deps_port.waiting_for([record.id])[0]) if deps_port is not None else set()
+    return {
+        "dependencies": [(i, status.get(i) or "EXPIRED", i in awaited) for i in dependencies],
+        "dependents": [(i, status.get(i) or "EXPIRED") for i in dependents],
+        "workflow": record.workflow,
+        "cause": record.cause,
+    }
 
 
 def _cancel(task_id: str) -> Any:
