@@ -188,7 +188,9 @@ def on_cluster(workdir: Path, acks: int, lag: float = 0.0) -> Report:
 
     # A primary drops a replica that has not answered for repl-timeout (1 s here), then
     # goes on taking writes that only its backlog holds: what ``lag`` makes happen.
-    with cluster(workdir, masters=3, replicas=1, extra_args=["--repl-timeout", "1", "--repl-diskless-sync-delay", "0"]) as c:
+    with cluster(
+        workdir, masters=3, replicas=1, extra_args=["--repl-timeout", "1", "--repl-diskless-sync-delay", "0"]
+    ) as c:
 
         def busiest():
             calls = {}

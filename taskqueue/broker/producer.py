@@ -8,9 +8,11 @@ should not reach it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from taskqueue.broker.core import RedisCore
+from taskqueue.broker.group_commit import GroupCommit
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import Producer
 from taskqueue.broker.records import EnqueueRequest, TaskRecord, pairs, text
@@ -42,10 +44,18 @@ class RedisProducer(RedisCore, Producer):
         """Write tasks with one script call per slot group, pipelined: one round trip.
 
         On a single server that is one script call, so all of them or none; on a
-        cluster, all or none per queue (each queue is its own slot group).
+        cluster, all or none per queue (each queue is its own slot group). Calls made
+        at the same moment by several threads share one round trip (``group_commit``).
         """
         if not requests:
             return []
+        return self._group_commit.submit(requests)
+
+    @cached_property
+    def _group_commit(self) -> GroupCommit[EnqueueRequest, bool]:
+        return GroupCommit(self._write)
+
+    def _write(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
         by_group: dict[Keys, list[int]] = {}
         for i, req in enumerate(requests):
             by_group.setdefault(self.keys.for_queue(req.queue), []).append(i)
