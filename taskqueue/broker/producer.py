@@ -61,16 +61,25 @@ class RedisProducer(RedisCore, Producer):
             by_group.setdefault(self.keys.for_queue(req.queue), []).append(i)
             self.remember(req.id, req.queue)
 
-        def build(pipe: Any) -> None:
-            for k, members in by_group.items():
-                keys = [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler]
-                keys.append(k.stats_prefix)
-                self.scripts.queue(pipe, "enqueue", keys, _enqueue_args([requests[i] for i in members]))
+        calls = [
+            (
+                [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler, k.stats_prefix],
+                _enqueue_args([requests[i] for i in members]),
+            )
+            for k, members in by_group.items()
+        ]
+        doing = f"enqueueing {len(requests)} task(s)"
+        if len(calls) == 1:  # one slot group (always, on a single server): one script call
+            keys, args = calls[0]
+            replies = [self.producer_call(doing, lambda: self.run_durable("enqueue", keys, args))]
+        else:
 
-        durable = [k.task_prefix for k in by_group]
-        replies = self.producer_call(
-            f"enqueueing {len(requests)} task(s)", lambda: self._pipeline(build, durable=durable)
-        )
+            def build(pipe: Any) -> None:
+                for keys, args in calls:
+                    self.scripts.queue(pipe, "enqueue", keys, args)
+
+            durable = [keys[0] for keys, _ in calls]
+            replies = self.producer_call(doing, lambda: self._pipeline(build, durable=durable))
         results: list[bool] = [False] * len(requests)
         for members, reply in zip(by_group.values(), replies, strict=True):
             for i, r in zip(members, reply, strict=True):
