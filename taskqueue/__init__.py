@@ -8,6 +8,7 @@ from taskqueue.errors import (
     BrokerError,
     ConfigurationError,
     PayloadTooLarge,
+    RateLimited,
     Reject,
     Retry,
     SerializationError,
@@ -20,12 +21,14 @@ from taskqueue.errors import (
 from taskqueue.handle import TaskHandle
 from taskqueue.hooks import TaskEvent
 from taskqueue.periodic import PeriodicTask
+from taskqueue.progress import Progress
 from taskqueue.queue import TaskQueue
 from taskqueue.registry import TaskRegistry, registry
 from taskqueue.retry import RetryPolicy
 from taskqueue.scheduler import Scheduler, TickResult
 from taskqueue.status import TaskStatus
 from taskqueue.task import Signature, Task, TaskFunction
+from taskqueue.workflow import ChainHandle, ChordHandle, GroupHandle, WorkflowHandle, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -38,6 +41,7 @@ __all__ = [
     "Signature",
     "TaskHandle",
     "TaskStatus",
+    "Progress",
     "DeadLetter",
     "RetryPolicy",
     "PeriodicTask",
@@ -45,6 +49,14 @@ __all__ = [
     "TickResult",
     "TaskRegistry",
     "registry",
+    # workflows (DESIGN 10)
+    "chain",
+    "group",
+    "chord",
+    "GroupHandle",
+    "ChainHandle",
+    "ChordHandle",
+    "WorkflowHandle",
     "current_task",
     "TaskContext",
     "Settings",
@@ -54,6 +66,7 @@ __all__ = [
     # control flow inside tasks
     "Retry",
     "Reject",
+    "RateLimited",
     # errors
     "TaskQueueError",
     "BrokerError",

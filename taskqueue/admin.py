@@ -70,6 +70,23 @@ class QueueAdmin:
     def resume(self, queue: str) -> None:
         self._inspection.pause(check_queue(self.settings, queue), False)
 
+    def pause_periodic(self, name: str) -> None:
+        """Pause a registered periodic task: schedulers (in every process) claim its slots and
+        skip them (counted as skipped) until ``resume_periodic``; then its next slot runs."""
+        self._periodic_pause(name, True)
+
+    def resume_periodic(self, name: str) -> None:
+        self._periodic_pause(name, False)
+
+    def _periodic_pause(self, name: str, paused: bool) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name must be a periodic task's name (a non-empty string), got {name!r}")
+        if not self._inspection.pause_periodic(name, paused):
+            raise ValueError(
+                f"no periodic task {name!r} is registered in Redis; q.periodic_tasks() lists them "
+                "(a scheduler registers this process's definitions when it starts)"
+            )
+
     def get_metrics(self) -> TaskQueueMetrics:
         """Counters, latency percentiles and workers of the whole namespace, from Redis
         (every worker process on the server), in two round trips."""

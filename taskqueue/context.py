@@ -19,6 +19,8 @@ or returns normally: a value returned after ``cancel()`` is discarded.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from taskqueue.errors import TaskCancelled, TaskTimeout
 
@@ -29,7 +31,17 @@ class TaskContext:
     """Made once per attempt on the hot path, so it stays small: the Event that
     ``wait()`` sleeps on is only created when a task actually waits."""
 
-    __slots__ = ("_event", "_lock", "attempt", "cancel_reason", "id", "name", "queue", "timeout_seconds")
+    __slots__ = (
+        "_event",
+        "_lock",
+        "_sink",
+        "attempt",
+        "cancel_reason",
+        "id",
+        "name",
+        "queue",
+        "timeout_seconds",
+    )
 
     def __init__(self, id: str, name: str, queue: str, attempt: int, timeout_seconds: float) -> None:
         self.id = id
@@ -41,6 +53,8 @@ class TaskContext:
         self.cancel_reason = ""
         self._event: threading.Event | None = None
         self._lock = _context_lock
+        #: Where ``progress()`` goes (the pool's ProgressReporter); None: nowhere.
+        self._sink: Callable[[Any, Any, Any], None] | None = None
 
     def __repr__(self) -> str:
         return f"<TaskContext {self.name} id={self.id} attempt={self.attempt} cancelled={self.cancelled}>"
@@ -63,6 +77,16 @@ class TaskContext:
         if self.cancel_reason == "timeout":
             raise TaskTimeout(self.id, self.timeout_seconds)
         raise TaskCancelled(f"task {self.id} should stop: {self.cancel_reason}")
+
+    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Report how far the task got (``handle.progress``, q.map's bar, the monitor, the
+        dashboard). Call it as often as you like: Redis sees at most a few writes a second
+        per task, and the last value before the task ends is always stored."""
+        from taskqueue.progress import check
+
+        check(done, total, message)  # a bad value raises here, in the task
+        if self._sink is not None:
+            self._sink(done, total, message)
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``, waking early when asked to stop.

@@ -51,6 +51,11 @@ class TaskDeclarations:
         retry_wait: WaitStrategy | None = None,
         retry_on: Any = None,
         dont_retry_on: Any = None,
+        unique_for: float | None = None,
+        debounce: float | None = None,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        limit_by: str | None = None,
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
     def task(
@@ -64,8 +69,17 @@ class TaskDeclarations:
         retry_wait: WaitStrategy | None = None,
         retry_on: Any = None,
         dont_retry_on: Any = None,
+        unique_for: float | None = None,
+        debounce: float | None = None,
+        rate_limit: str | None = None,
+        concurrency: int | None = None,
+        limit_by: str | None = None,
     ) -> TaskFunction[P, R] | Callable[[Callable[P, R]], TaskFunction[P, R]]:
         """Register a function as a task: ``@q.task`` or ``@q.task(name=..., queue=...)``.
+
+        Flow control (README, "Flow control"): ``unique_for`` (s), ``debounce`` (s),
+        ``rate_limit`` ("N/s", "N/m", "N/h"), ``concurrency`` (N), ``limit_by`` (the
+        argument whose value gets its own bucket or pool), all held across processes.
 
         The task keeps the function's parameter and return types: ``add.delay(1, 2)`` and
         ``add(1, 2)`` are checked by a type checker as calls of ``add``.
@@ -81,6 +95,13 @@ class TaskDeclarations:
                 retry_wait=retry_wait,
                 retry_on=retry_on,
                 dont_retry_on=dont_retry_on,
+                limits={
+                    "unique_for": unique_for,
+                    "debounce": debounce,
+                    "rate_limit": rate_limit,
+                    "concurrency": concurrency,
+                    "limit_by": limit_by,
+                },
             )
 
         return decorate(fn) if fn is not None else decorate
@@ -96,6 +117,7 @@ class TaskDeclarations:
         retry_wait: WaitStrategy | None = None,
         retry_on: Any = None,
         dont_retry_on: Any = None,
+        limits: dict[str, Any] | None = None,
     ) -> TaskFunction[P, R]:
         settings = self._sender.settings
         check_queue(settings, queue)
@@ -108,6 +130,7 @@ class TaskDeclarations:
             retry_wait=retry_wait,
             retry_on=retry_on,
             dont_retry_on=dont_retry_on,
+            **(limits or {}),
         )
         self.registry.register(definition)
         return TaskFunction(target, self._sender, definition)

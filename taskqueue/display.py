@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 STYLE = (
     "<style>.tq-table{border-collapse:collapse;font-size:12px;margin:2px 0}"
-    ".tq-table th{text-align:left;padding:2px 10px 2px 0;color:#555;font-weight:600;white-space:nowrap}"
-    ".tq-table td{padding:2px 10px 2px 0;vertical-align:top;white-space:nowrap}"
+    ".tq-table th{text-align:left;padding:2px 8px 2px 0;color:#555;font-weight:600;white-space:nowrap}"
+    ".tq-table td{padding:2px 8px 2px 0;vertical-align:top;white-space:nowrap}"
     ".tq-pre{font-size:11px;max-height:16em;overflow:auto;background:#f6f6f6;padding:4px;margin:2px 0}"
     ".tq-err{color:#b00020}.tq-muted{color:#777}</style>"
 )

@@ -113,6 +113,20 @@ class Retry(Exception):
         super().__init__(reason or "retry requested")
 
 
+class RateLimited(Exception):
+    """Raise inside a task when an upstream refused it for now (an HTTP 429, say): the
+    attempt goes back to Redis and runs again after ``delay`` seconds, without counting
+    against ``max_retries``; the task's history records it (event ``failed``, action
+    ``ratelimited``)."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < float("inf"):
+            raise ValueError(f"RateLimited(delay=...) takes a number of seconds >= 0, got {delay!r}")
+        self.delay = float(delay)
+        self.reason = reason
+        super().__init__(reason or f"rate limited: run again in {self.delay:g} s")
+
+
 class Reject(Exception):
     """Raise inside a task to send it straight to the dead-letter queue."""
 

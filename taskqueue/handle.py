@@ -14,6 +14,7 @@ from taskqueue.capture import as_text
 from taskqueue.dead_letters import DeadLetter
 from taskqueue.errors import TaskNotFound
 from taskqueue.outcome import error_of, missing, result_of
+from taskqueue.progress import Progress, decode
 from taskqueue.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -25,10 +26,14 @@ _LONGEST_WAIT = 3600.0
 
 
 class TaskHandle:
-    def __init__(self, producer: Producer, task_id: str, name: str = "") -> None:
+    def __init__(
+        self, producer: Producer, task_id: str, name: str = "", *, deduplicated: bool = False
+    ) -> None:
         self.producer = producer
         self.id = task_id
         self.name = name
+        #: True when this call joined an existing task (unique_for, debounce) instead of sending one.
+        self.deduplicated = deduplicated
 
     def __repr__(self) -> str:
         label = f" {self.name}" if self.name else ""
@@ -58,6 +63,11 @@ class TaskHandle:
         return self.record().attempts
 
     @property
+    def progress(self) -> Progress | None:
+        """What the task last reported with ``current_task().progress`` (None: nothing yet)."""
+        return decode(self.record().progress)
+
+    @property
     def history(self) -> list[dict[str, Any]]:
         """One entry per failed attempt or lost lease: type, message, traceback, times."""
         return self.record(history=True).history
@@ -68,6 +78,18 @@ class TaskHandle:
         traceback of each failed attempt; '' when it wrote nothing. Lines are stored when an
         attempt ends, so a running attempt's output shows up once it finishes."""
         return as_text(self.producer.task_logs(self.id))
+
+    @property
+    def dependencies(self) -> list[str]:
+        """The ids of the tasks this one waited (or waits) for (workflows, ``depends_on``)."""
+        return self.record().dependencies
+
+    @property
+    def dependents(self) -> list[str]:
+        """The ids of the tasks that wait (or waited) for this one."""
+        from taskqueue.broker.ports import Dependencies
+
+        return self.producer.dependents(self.id) if isinstance(self.producer, Dependencies) else []
 
     def cancel(self) -> bool:
         """Pending or scheduled: it will never run (True). Running: asks it to stop (False)."""

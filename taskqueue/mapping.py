@@ -20,9 +20,11 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from taskqueue.broker.ports import ProgressStore
 from taskqueue.errors import TaskFailed, TaskNotFound
 from taskqueue.identifiers import check_queue
 from taskqueue.outcome import error_of, result_of
+from taskqueue.progress import decode as decode_progress
 from taskqueue.status import FINAL_STATES
 from taskqueue.task import Signature, TaskFunction
 
@@ -42,6 +44,8 @@ WINDOW = 256
 MIN_SWEEP_SECONDS = 0.1
 #: Longest a sweep waits on the oldest unfinished task before looking at the others.
 MAX_BLOCK_SECONDS = 1.0
+#: How often the bar reads the progress running tasks reported (one round trip).
+PROGRESS_SECONDS = 0.5
 
 _MISSING = object()
 
@@ -151,6 +155,16 @@ class _Outcomes:
         self.results[i] = error
         return error
 
+    def partial(self, reader: ProgressStore) -> float:
+        """The sum of what the oldest unfinished tasks reported (done / total, each at most 1)."""
+        window = self.unfinished[:WINDOW]
+        total = 0.0
+        for raw in reader.read_progress([self.ids[i] for i in window]):
+            reported = decode_progress(raw)
+            if reported is not None and reported.fraction is not None:
+                total += reported.fraction
+        return min(total, float(len(window)))
+
     def block(self, remaining: float | None) -> None:
         """Wait for the oldest unfinished task's done signal (only a watched task gets one)."""
         head = self.ids[self.unfinished[0]]
@@ -175,11 +189,20 @@ def wait(
     outcomes = _Outcomes(producer, [h.id for h in handles], label, return_exceptions)
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = tqdm(total=len(handles), desc=label or "tasks", unit="task", disable=not progress, leave=True)
+    reader = producer if progress and isinstance(producer, ProgressStore) else None
+    finished, read_at = 0, 0.0
     try:
         while outcomes.unfinished:
             swept_at = time.monotonic()
             done, failure = outcomes.sweep()
-            bar.update(done)
+            finished += done
+            if reader is not None and swept_at - read_at >= PROGRESS_SECONDS:
+                # the bar counts finished tasks plus the fractions running ones reported
+                read_at = swept_at
+                bar.n = finished + outcomes.partial(reader)
+                bar.refresh()
+            else:
+                bar.update(done)
             if failure is not None:
                 raise failure
             if not outcomes.unfinished:

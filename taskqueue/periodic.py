@@ -13,8 +13,10 @@ by the scheduler; nothing in this module reads the local clock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -257,6 +259,8 @@ class PeriodicTask:
     defined_here: bool
     #: False for a definition of this process that no scheduler has registered yet.
     registered: bool = True
+    #: Paused (``q.pause_periodic``): its slots are claimed and skipped until resumed.
+    paused: bool = False
 
     @classmethod
     def from_document(cls, name: str, doc: dict[str, Any], next_ms: int | None, here: bool) -> PeriodicTask:
@@ -303,14 +307,19 @@ class PeriodicTask:
 
 
 def periodic_list(
-    docs: dict[str, bytes], due: dict[str, int], declared: dict[str, PeriodicDefinition]
+    docs: dict[str, bytes],
+    due: dict[str, int],
+    declared: dict[str, PeriodicDefinition],
+    paused: Collection[str] = (),
 ) -> list[PeriodicTask]:
     """Stored periodic tasks by next run, then the ``declared`` ones no scheduler registered yet
-    (``TaskQueue.periodic_tasks()`` and the monitor both show this list)."""
+    (``TaskQueue.periodic_tasks()`` and the monitor both show this list); ``paused``: the
+    names of the paused ones."""
     out = []
     for name in sorted(set(docs) | set(due)):
         doc = parse_document(docs.get(name)) or {"name": name}
-        out.append(PeriodicTask.from_document(name, doc, due.get(name), name in declared))
+        task = PeriodicTask.from_document(name, doc, due.get(name), name in declared)
+        out.append(dataclasses.replace(task, paused=True) if name in paused else task)
     out.sort(key=lambda p: (p.next_run is None, p.next_run or 0, p.name))
     out += [PeriodicTask.unregistered(d) for n, d in sorted(declared.items()) if n not in docs]
     return out

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -33,10 +34,14 @@ from taskqueue.fields import check_fields
 from taskqueue.handle import TaskHandle
 from taskqueue.hooks import Hooks, TaskEvent
 from taskqueue.identifiers import MAX_TASK_ID, check_queue, valid_task_id
-from taskqueue.registry import TaskDefinition, TaskRegistry
+from taskqueue.limits import dedup_field, limit_field
+from taskqueue.registry import TaskDefinition, TaskRegistry, _signature
 from taskqueue.retry import RetryPolicy
 from taskqueue.serialization import MAX_HEADERS, Envelope, Signer, encode, header_problem, options_problem
 from taskqueue.task import Signature, Task, TaskFunction
+from taskqueue.workflow import sending
+from taskqueue.workflow.canvas import Workflow
+from taskqueue.workflow.handles import WorkflowHandle
 
 log = logging.getLogger("taskqueue.producer")
 
@@ -69,6 +74,22 @@ def eta_ms(eta: datetime | None) -> int:
     return max(1, int(eta.timestamp() * 1000))
 
 
+def check_call(
+    definition: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], inputs: bool
+) -> None:
+    """Refuse a call its function cannot take; a workflow member's first argument is the
+    result of what it follows, so one more leading argument is counted for it."""
+    try:
+        signature = inspect.signature(definition.target)
+    except (TypeError, ValueError):  # builtins without a signature: the call decides
+        return
+    try:
+        signature.bind(*((None,) if inputs else ()), *args, **kwargs)
+    except TypeError as exc:
+        first = " (after the result it receives as its first argument)" if inputs else ""
+        raise TypeError(f"{definition.name}{signature}{first}: {exc}") from None
+
+
 def published_definition(name: str, queue: str, max_retries: int) -> TaskDefinition:
     """A task this process knows only from what live workers published of it (the task
     registry in Redis), as a definition that a ``TaskSender`` writes exactly as the task's
@@ -92,6 +113,19 @@ _Call = tuple[
     float | timedelta | None,
     datetime | None,
 ]
+
+
+def _arguments(definition: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments by parameter name, defaults filled in (a class task: its fields)."""
+    signature = _signature(definition.target) if definition.kind == "function" else None
+    if signature is None:
+        return {**{str(i): a for i, a in enumerate(args)}, **kwargs}
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return {**{str(i): a for i, a in enumerate(args)}, **kwargs}
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 class TaskSender:
@@ -136,16 +170,29 @@ class TaskSender:
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         task_id: str | None = None,
+        extra_options: dict[str, Any] | None = None,
     ) -> tuple[EnqueueRequest, Envelope]:
         definition, args, kwargs, options, queue, delay, eta = self._call_of(item, queue, delay, eta)
+        if extra_options:  # a workflow member's inputs (taskqueue.workflow.compile)
+            options = {**options, **extra_options}
         if delay is not None and eta is not None:
             raise ValueError("pass delay or eta, not both")
         queue_name = check_queue(self.settings, queue or definition.queue)
         delay_s = seconds(delay, "delay")
         if definition.kind == "class":
             check_fields(definition.target, kwargs)  # type: ignore[arg-type]
+        elif isinstance(item, Signature):  # fn.s(...) binds partially: the whole call is checked here
+            check_call(definition, args, kwargs, inputs=bool(options.get("inputs")))
         if options and (problem := options_problem(options)) is not None:
             raise ValueError(f"task {definition.name}: option {problem}")
+        limit, dedup, debounce = self._flow(item, definition, queue_name, args, kwargs)
+        if debounce is not None:
+            if delay_s is not None or eta is not None:
+                raise ValueError(
+                    f"task {definition.name} is debounced: it runs {debounce:g} s after the last call, "
+                    "so pass no delay or eta"
+                )
+            delay_s = debounce
         envelope = Envelope(definition.name, args, kwargs, options)
         payload = encode(envelope, max_bytes=self.settings.tasks.max_payload_bytes)
         if task_id is not None and not valid_task_id(task_id):
@@ -162,8 +209,29 @@ class TaskSender:
             max_retries=int(options.get("max_retries", definition.retry.max_retries)),
             delay_ms=-1 if delay_s is None else int(delay_s * 1000),
             eta_ms=eta_ms(eta),
+            limit=limit,
+            dedup=dedup,
         )
         return request, envelope
+
+    def _flow(
+        self,
+        item: Sendable,
+        definition: TaskDefinition,
+        queue: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[str, str, float | None]:
+        """The call's flow control (``taskqueue.limits``): limit spec, dedup spec, debounce delay."""
+        unique_key = item.unique_key if isinstance(item, Signature) else None
+        unique_for = item.unique_for if isinstance(item, Signature) else None
+        if definition.limits is None and unique_key is None and unique_for is None:
+            return "", "", None
+        arguments = _arguments(definition, args, kwargs)
+        dedup, debounce = dedup_field(
+            definition.limits, definition.name, queue, arguments, unique_key, unique_for
+        )
+        return limit_field(definition.limits, definition.name, queue, arguments), dedup, debounce
 
     def _call_of(
         self, item: Sendable, queue: str | None, delay: float | timedelta | None, eta: datetime | None
@@ -243,7 +311,7 @@ class TaskSender:
     # -- step 3: write ------------------------------------------------------------------
     def _write(
         self, built: Sequence[tuple[EnqueueRequest, Envelope]]
-    ) -> tuple[list[EnqueueRequest], list[bool]]:
+    ) -> tuple[list[EnqueueRequest], list[bool | str]]:
         requests = self._announce(built)
         written = self.producer.enqueue(requests)
         if self.after_send is not None:
@@ -258,18 +326,39 @@ class TaskSender:
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         task_id: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskHandle:
-        """Send one task; nothing is written if its payload is invalid or too large."""
+        """Send one task; nothing is written if its payload is invalid or too large.
+
+        With ``depends_on`` it is WAITING until those tasks succeeded (``taskqueue.workflow``)."""
+        if depends_on is not None or on_dependency_failure != "cancel":
+            return sending.send_dependent(
+                self, item, queue, delay, eta, task_id, depends_on or [], on_dependency_failure
+            )
         built = self._build(item, queue=queue, delay=delay, eta=eta, task_id=task_id)
         (request,), (written,) = self._write([built])
         if not written:
             raise ValueError(f"a task with id {request.id!r} exists already; ids must be unique")
-        return TaskHandle(self.producer, request.id, request.name)
+        return _handle(self.producer, request, written)
+
+    def enqueue_workflow(
+        self, workflow: Workflow, *, queue: str | None = None, delay: float | timedelta | None = None
+    ) -> WorkflowHandle:
+        """Send a chain, group or chord: written whole or not at all (``taskqueue.workflow``)."""
+        return sending.send_workflow(self, workflow, queue, delay)
 
     def enqueue_many(self, items: Iterable[Sendable]) -> list[TaskHandle]:
         """Send many tasks in one round trip; all are written or none (all are checked first)."""
-        requests, _ = self._write([self._build(item) for item in items])
-        return [TaskHandle(self.producer, r.id, r.name) for r in requests]
+        requests, written = self._write([self._build(item) for item in items])
+        return [_handle(self.producer, r, w) for r, w in zip(requests, written, strict=True)]
+
+
+def _handle(producer: Producer, request: EnqueueRequest, written: bool | str) -> TaskHandle:
+    """The handle of a sent request: its own task, or the one a unique or debounced call joined."""
+    if isinstance(written, str):
+        return TaskHandle(producer, written, request.name, deduplicated=True)
+    return TaskHandle(producer, request.id, request.name)
 
 
 __all__ = ["Sendable", "TaskSender", "eta_ms", "published_definition", "seconds"]

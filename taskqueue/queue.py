@@ -30,6 +30,7 @@ from taskqueue.serialization import Signer
 from taskqueue.services import Services
 from taskqueue.task import TaskFunction
 from taskqueue.worker import WorkerPool
+from taskqueue.workflow import Workflow, WorkflowHandle
 
 if TYPE_CHECKING:
     from taskqueue.autoscaler import ScalingDecision
@@ -154,7 +155,7 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         """Every periodic task registered in Redis (from any process), by next run, then
         this process's definitions that no scheduler has registered yet."""
         docs, due = self.broker.periodic_state()
-        return periodic_list(docs, due, self.periodic_definitions())
+        return periodic_list(docs, due, self.periodic_definitions(), self.broker.paused_periodic())
 
     # -- scheduler -------------------------------------------------------------------
     @property
@@ -188,9 +189,39 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         delay: float | timedelta | None = None,
         eta: datetime | None = None,
         task_id: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskHandle:
-        """Send one task; nothing is written if its payload is invalid or too large."""
-        return self._sender.enqueue(item, queue=queue, delay=delay, eta=eta, task_id=task_id)
+        """Send one task; nothing is written if its payload is invalid or too large.
+
+        ``depends_on`` / ``on_dependency_failure``: as on ``apply_async`` (it waits for them).
+        A workflow (``chain``, ``group``, ``chord``) is sent whole and returns its handle
+        (``q.send_workflow`` is the typed spelling)."""
+        if isinstance(item, Workflow):
+            if eta is not None or task_id is not None:
+                raise ValueError("a workflow takes queue= and delay=, not eta= or task_id=")
+            if depends_on is not None:
+                raise ValueError("a workflow takes no depends_on: start it with a chain instead")
+            return self.send_workflow(item, queue=queue, delay=delay)  # type: ignore[return-value]
+        if depends_on is None and on_dependency_failure == "cancel":
+            return self._sender.enqueue(item, queue=queue, delay=delay, eta=eta, task_id=task_id)
+        return self._sender.enqueue(
+            item,
+            queue=queue,
+            delay=delay,
+            eta=eta,
+            task_id=task_id,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
+        )
+
+    def send_workflow(
+        self, workflow: Workflow, *, queue: str | None = None, delay: float | timedelta | None = None
+    ) -> WorkflowHandle:
+        """Send a chain, group or chord, written whole or not at all; its handle."""
+        if not isinstance(workflow, Workflow):
+            raise TypeError(f"send_workflow takes a chain, group or chord, got {type(workflow).__name__}")
+        return self._sender.enqueue_workflow(workflow, queue=queue, delay=delay)
 
     def schedule(
         self,
@@ -380,6 +411,18 @@ class TaskQueue(TaskDeclarations, QueueAdmin):
         return Monitor(
             self.broker, self.settings, self.services, here, url=self.url, refresh=refresh, **options
         )
+
+    def dashboard(self, **options: Any) -> Any:
+        """Serve the web dashboard from a thread of this process on 127.0.0.1 (a free port)
+        and show it inline in a notebook; its buttons work while a cell runs. Stopped by
+        ``.stop()`` or ``close()``. ``options``: see ``taskqueue.dashboard.notebook``."""
+        try:
+            from taskqueue.dashboard import Backend, notebook
+        except ImportError as exc:  # flask is an extra
+            raise ImportError(f"q.dashboard() needs Flask: pip install 'taskqueue[flask]' ({exc})") from None
+        if self._closed:
+            raise RuntimeError("this TaskQueue is closed; create a new one to serve its dashboard")
+        return notebook.start(Backend.of(self), self.services, **options)
 
     # -- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:

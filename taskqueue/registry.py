@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from taskqueue.errors import TaskNotFound
+from taskqueue.limits.options import Limits
 from taskqueue.retry import RetryPolicy
 from taskqueue.serialization import Envelope
 
@@ -52,6 +53,8 @@ class TaskDefinition:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: None: tasks.timeout_seconds from settings.
     timeout: float | None = None
+    #: Flow control (unique_for, debounce, rate_limit, concurrency, limit_by); None: none.
+    limits: Limits | None = None
 
     def prepare(self, envelope: Envelope) -> Callable[[], Any]:
         """Bind the payload to the target, or raise TypeError saying what does not fit."""

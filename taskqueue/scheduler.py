@@ -36,6 +36,7 @@ from taskqueue.broker import (
     CLAIM_EXISTS,
     CLAIM_LOST,
     CLAIM_NOT_DUE,
+    CLAIM_PAUSED,
     CLAIM_SKIPPED,
     CLAIM_UNKNOWN,
     PeriodicClaim,
@@ -79,6 +80,8 @@ class TickResult:
     enqueued: list[str] = field(default_factory=list)
     #: Names of periodic tasks whose slot was skipped (missed="skip").
     skipped: list[str] = field(default_factory=list)
+    #: Names of paused periodic tasks whose slot was claimed and skipped.
+    paused: list[str] = field(default_factory=list)
     #: Earliest time something is due again (-1: nothing known); <= now_ms means "tick again now".
     next_due_ms: int = -1
 
@@ -122,7 +125,7 @@ class Scheduler:
         #: What this scheduler did since it was created (for status and tests); the
         #: authoritative per-task counts are in Redis (PeriodicTask.runs / skipped).
         self.stats: dict[str, int] = dict.fromkeys(
-            ("ticks", "promoted", "enqueued", "skipped", "lost_race", "already_exists"), 0
+            ("ticks", "promoted", "enqueued", "skipped", "paused", "lost_race", "already_exists"), 0
         )
 
     def __repr__(self) -> str:
@@ -194,6 +197,7 @@ class Scheduler:
             promoted=found.moved,
             enqueued=enqueued,
             skipped=skipped,
+            paused=[c.name for c, (code, _) in zip(claims, replies, strict=True) if code == CLAIM_PAUSED],
             next_due_ms=min(due) if due else -1,
         )
 
@@ -234,6 +238,13 @@ class Scheduler:
                     payload=definition.payload,
                     signature=definition.signature,
                     max_retries=definition.max_retries,
+                    # stored instead when the task is paused (the script knows; we do not)
+                    paused_document=definition.document(
+                        next_run_ms=next_ms,
+                        previous=parse_document(raw),
+                        now_ms=server_now,
+                        ran=(slot, None),
+                    ),
                 )
             )
         return claims
@@ -258,6 +269,9 @@ class Scheduler:
                     claim.slot_ms,
                     (server_now - claim.slot_ms) / 1000,
                 )
+            elif code == CLAIM_PAUSED:
+                self.stats["paused"] += 1
+                log.info("periodic task %s: slot %s skipped (paused)", claim.name, claim.slot_ms)
             elif code == CLAIM_LOST:
                 self.stats["lost_race"] += 1
             elif code == CLAIM_EXISTS:
@@ -270,7 +284,7 @@ class Scheduler:
                     "code that does not define it removed it); restart this scheduler to register it",
                     claim.name,
                 )
-            if code in (CLAIM_ENQUEUED, CLAIM_SKIPPED, CLAIM_EXISTS, CLAIM_LOST, CLAIM_NOT_DUE):
+            if code in (CLAIM_ENQUEUED, CLAIM_SKIPPED, CLAIM_PAUSED, CLAIM_EXISTS, CLAIM_LOST, CLAIM_NOT_DUE):
                 next_runs.append(next_ms)
         return enqueued, skipped, next_runs
 

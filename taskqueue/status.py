@@ -8,6 +8,7 @@ from enum import StrEnum
 class TaskStatus(StrEnum):
     PENDING = "PENDING"  # in its queue (or leased into a worker's prefetch buffer, not started)
     SCHEDULED = "SCHEDULED"  # waiting for its due time
+    WAITING = "WAITING"  # waiting for its dependencies (a workflow, depends_on); never in a worker
     RUNNING = "RUNNING"  # its code has started in a worker
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"  # failed for good, by a non-retryable error (not dead-lettered)

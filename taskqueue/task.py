@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, Protocol, TypeVar
 
 from taskqueue.config import TaskSettings
+from taskqueue.limits import check_unique_call, make_limits
 from taskqueue.registry import TaskDefinition, TaskRegistry, check_name, registry
 from taskqueue.retry import RetryPolicy, WaitStrategy, as_exception_types
 
@@ -35,7 +36,14 @@ _DEFAULTS = TaskSettings()
 class Enqueuer(Protocol):
     """What a task function sends its calls through (the queue's producer side)."""
 
-    def enqueue(self, item: Signature, *, task_id: str | None = None) -> TaskHandle: ...
+    def enqueue(
+        self,
+        item: Signature,
+        *,
+        task_id: str | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
+    ) -> TaskHandle: ...
 
 
 def default_name(target: Any) -> str:
@@ -121,6 +129,11 @@ class Signature:
     delay: float | timedelta | None = None
     eta: datetime | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Flow control of this call (``apply_async(unique_key=..., unique_for=...)``).
+    unique_key: str | None = None
+    unique_for: float | None = None
+    #: What ``fn.s(...)`` was sent through: lets ``chain(...).delay()`` find its queue.
+    sender: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 class TaskFunction(Generic[P, R]):
@@ -152,8 +165,14 @@ class TaskFunction(Generic[P, R]):
             raise TypeError(f"{self.name}{self.signature}: {exc}") from None
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
-        self.check_arguments(args, kwargs)
-        return Signature(self.name, args, dict(kwargs))
+        """A call of this task, not sent. It may leave out leading arguments that a workflow
+        supplies (``chain(fetch.s(url), parse.s())``: ``parse`` gets ``fetch``'s result);
+        the whole call is checked when it is sent."""
+        try:
+            self.signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}{self.signature}: {exc}") from None
+        return Signature(self.name, args, dict(kwargs), sender=self.sender)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         return self.apply_async(args=args, kwargs=kwargs)
@@ -169,7 +188,17 @@ class TaskFunction(Generic[P, R]):
         task_id: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
+        depends_on: Sequence[Any] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskHandle:
+        """Send one call with options. ``unique_key`` with ``unique_for`` (seconds) makes it
+        join a live task sent with the same key (``handle.deduplicated``). ``depends_on``:
+        handles (or ids) of tasks or workflows it waits for: it is WAITING until every one
+        succeeded; when one ends FAILED, DEAD or CANCELLED, ``on_dependency_failure``
+        decides: "cancel" (default: it is cancelled, with a reason naming the dependency),
+        "run" (it runs anyway) or "fail" (it is marked FAILED)."""
         if not isinstance(args, (tuple, list)):
             raise TypeError(f"args must be a tuple or list, got {type(args).__name__}")
         if kwargs is not None and not isinstance(kwargs, dict):
@@ -187,9 +216,14 @@ class TaskFunction(Generic[P, R]):
             if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
                 raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
             options["max_retries"] = max_retries
-        sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options)
+        key, seconds = check_unique_call(unique_key, unique_for)
+        sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options, key, seconds)
         self.check_arguments(sig.args, sig.kwargs)
-        return self.sender.enqueue(sig, task_id=task_id)
+        if depends_on is None and on_dependency_failure == "cancel":
+            return self.sender.enqueue(sig, task_id=task_id)
+        return self.sender.enqueue(
+            sig, task_id=task_id, depends_on=depends_on, on_dependency_failure=on_dependency_failure
+        )
 
 
 def function_definition(
@@ -202,6 +236,11 @@ def function_definition(
     retry_wait: WaitStrategy | None,
     retry_on: Any,
     dont_retry_on: Any,
+    unique_for: Any = None,
+    debounce: Any = None,
+    rate_limit: Any = None,
+    concurrency: Any = None,
+    limit_by: Any = None,
 ) -> TaskDefinition:
     if not callable(fn):
         raise TypeError(f"@task decorates a function, got {fn!r}")
@@ -209,8 +248,22 @@ def function_definition(
         raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    task_name = check_name(name or default_name(fn))
+    try:
+        parameters: list[str] | None = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        parameters = None
+    limits = make_limits(
+        task_name,
+        unique_for=unique_for,
+        debounce=debounce,
+        rate_limit=rate_limit,
+        concurrency=concurrency,
+        limit_by=limit_by,
+        parameters=parameters,
+    )
     return TaskDefinition(
-        name=check_name(name or default_name(fn)),
+        name=task_name,
         target=fn,
         kind="function",
         queue=check_name(queue, "queue name"),
@@ -221,4 +274,5 @@ def function_definition(
             dont_retry_on=as_exception_types(dont_retry_on, "dont_retry_on"),
         ),
         timeout=timeout,
+        limits=limits,
     )

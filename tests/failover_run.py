@@ -70,9 +70,9 @@ def _ledger(path: Path) -> list[tuple[str, float]]:
 def run(
     url: str,
     acks: int,
-    kill: Callable[[], None],
+    kill: Callable[[list[subprocess.Popen[bytes]]], None],
     promoted: Callable[[], bool],
-    rejoin: Callable[[], None],
+    rejoin: Callable[[list[subprocess.Popen[bytes]]], None],
     workdir: Path,
 ) -> Report:
     """Enqueue TASKS tasks over 12 queues, kill the primary a third of the way, wait for the
@@ -81,7 +81,7 @@ def run(
     report = Report(acks)
     ledger = workdir / f"ledger-{acks}-{time.monotonic_ns()}.txt"
     producer, work = build(url, "", acks)
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    env = _env()
     command = [sys.executable, str(HERE / "failover_worker.py"), url, str(ledger), "4", str(acks)]
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE, env=env) for _ in range(2)]
     acknowledged: list[str] = []
@@ -108,10 +108,10 @@ def run(
         _wait(lambda: len(_ledger(ledger)) >= TASKS // 3, 120, "a third of the runs")
         report.runs_before_kill = len(_ledger(ledger))
         killed_at = time.time()
-        kill()
+        kill(workers)
         _wait(promoted, 60, "the replica to be promoted")
         report.failover_seconds = time.time() - killed_at
-        rejoin()
+        rejoin(workers)
         _wait(lambda: not sender.is_alive(), 240, "every task to be enqueued")
         report.acknowledged = len(acknowledged)
 
@@ -152,6 +152,10 @@ def run(
                 w.kill()
                 w.wait(10)
         producer.close()
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(HERE.parent)}
 
 
 def _quiet(ledger: Path, seconds: float) -> bool:
@@ -201,7 +205,7 @@ def on_cluster(workdir: Path, acks: int, lag: float = 0.0) -> Report:
 
         victim: list = []
 
-        def kill() -> None:
+        def kill(_: object) -> None:
             victim.append(busiest())
             replica = next(n for n in c.nodes if n.master is victim[0])
             _lag_then_kill(replica.proc, victim[0].proc, lag)
@@ -210,7 +214,7 @@ def on_cluster(workdir: Path, acks: int, lag: float = 0.0) -> Report:
             replica = next(n for n in c.nodes if n.master is victim[0])
             return c.client(replica).info("replication").get("role") == "master"
 
-        def rejoin() -> None:
+        def rejoin(_: object) -> None:
             c.restart(victim[0])
             _wait(
                 lambda: c.client(victim[0]).info("replication").get("master_link_status") == "up",
@@ -226,10 +230,27 @@ def on_sentinel(workdir: Path, acks: int, lag: float = 0.0) -> Report:
 
     with sentinel_set(workdir, extra_args=["--repl-timeout", "1", "--repl-diskless-sync-delay", "0"]) as s:
 
-        def kill() -> None:
+        def kill(_: object) -> None:
             _lag_then_kill(s.replica.proc, s.primary.proc, lag)
 
-        return run(s.url, acks, kill, s.replica_promoted, s.rejoin, workdir)
+        return run(s.url, acks, kill, s.replica_promoted, lambda _: s.rejoin(), workdir)
+
+
+def worker_killed_on_cluster(workdir: Path) -> Report:
+    """On a 3-master cluster, SIGKILL one of the two worker processes mid-run and start
+    another: its leased tasks come back when their leases expire (at least once)."""
+    from .cluster_servers import cluster
+
+    with cluster(workdir, masters=3) as c:
+
+        def kill(workers: list[subprocess.Popen[bytes]]) -> None:
+            workers[0].send_signal(signal.SIGKILL)
+            workers[0].wait(10)
+
+        def replace(workers: list[subprocess.Popen[bytes]]) -> None:
+            workers.append(subprocess.Popen(workers[1].args, stdout=subprocess.PIPE, env=_env()))
+
+        return run(c.url, 0, kill, lambda: True, replace, workdir)
 
 
 def main() -> None:

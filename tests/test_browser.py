@@ -79,7 +79,37 @@ q.map(add, [(i, i) for i in range(60)], queue="high")
 m.dead_select.value = m.dead_select.options[0][1]
 print("all cells ran")
 """,
+    """
+d = q.dashboard(height=600)
+d
+""",
+    """
+started = time.monotonic()  # a long cell: it ends when "high" is paused from the dashboard
+while "high" not in q.broker.paused_queues():
+    assert time.monotonic() - started < 120, "the dashboard did not answer while this cell ran"
+    time.sleep(0.05)
+print("paused from the dashboard while this cell ran")
+""",
 ]
+
+
+#: Every element of the monitor whose content is wider than its box (cut, or scrolled
+#: sideways): table cells, labels, the HTML parts, the dead-letter list, and the sections.
+CLIPPED_JS = """
+() => {
+  const root = [...document.querySelectorAll('.widget-vbox')]
+    .find(e => e.innerText.includes('taskqueue monitor'));
+  const bad = [];
+  for (const e of root.querySelectorAll('td, th, .widget-label, .widget-html, .widget-html-content, select, .widget-box')) {
+    if (e.offsetParent === null) continue;
+    if (e.scrollWidth > e.clientWidth + 1) {
+      bad.push(`${e.tagName.toLowerCase()}.${e.className} ${e.scrollWidth}>${e.clientWidth}: ` +
+               e.innerText.slice(0, 60).replace(/\\s+/g, ' '));
+    }
+  }
+  return bad;
+}
+"""
 
 
 def _free_port() -> int:
@@ -205,9 +235,24 @@ def test_monitor_renders_in_jupyterlab(
                     timeout=30_000,
                 )
                 monitor.scroll_into_view_if_needed()
+                clipped = page.evaluate(CLIPPED_JS)
                 shown = monitor.inner_text()
                 page.screenshot(path=str(artifacts_dir / "monitor-jupyterlab-page.png"))
                 monitor.screenshot(path=str(artifacts_dir / "monitor-jupyterlab.png"))
+                # q.dashboard(): click Pause in its frame while the last cell runs
+                frame = page.frame_locator("iframe[title='taskqueue dashboard']")
+                frame.locator("nav a", has_text="Queues").click(timeout=60_000)
+                frame.locator("tr", has_text="high").locator("button", has_text="Pause").click(timeout=30_000)
+                page.wait_for_selector(
+                    ".jp-OutputArea-output:has-text('paused from the dashboard while this cell ran')",
+                    timeout=60_000,
+                )
+                frame.locator("tr", has_text="high").locator("td.state", has_text="paused").wait_for(
+                    timeout=30_000
+                )
+                page.locator("iframe[title='taskqueue dashboard']").screenshot(
+                    path=str(artifacts_dir / "dashboard-in-jupyterlab.png")
+                )
             except sync_api.Error as exc:
                 failure = artifacts_dir / "monitor-jupyterlab-failure.png"
                 page.screenshot(path=str(failure))
@@ -232,3 +277,5 @@ def test_monitor_renders_in_jupyterlab(
     assert "p95" in shown
     assert "Scheduled (1)" in shown
     assert (artifacts_dir / "monitor-jupyterlab.png").stat().st_size > 10_000
+    # At 1400 px nothing is cut or scrolls sideways, a dead letter selected (the last cell).
+    assert clipped == [], "\n".join(clipped)

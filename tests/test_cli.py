@@ -136,12 +136,15 @@ def test_status_shows_queues_workers_and_dead_letters(producer: TaskQueue, redis
     assert set(totals) == {
         "pending",
         "scheduled",
+        "waiting",
         "running",
         "prefetched",
         "unserved",
         "dead",
         "workers",
         "threads",
+        "idle_threads",
+        "last_minute",
     }
     assert (totals["pending"], totals["dead"], totals["workers"], totals["threads"]) == (2, 1, 1, 2)
     assert totals["unserved"] == 0 and data["unserved"]["count"] == 0
@@ -149,9 +152,10 @@ def test_status_shows_queues_workers_and_dead_letters(producer: TaskQueue, redis
     table = run("status", "--url", redis_url)
     assert table.exit_code == 0
     lines = table.output.splitlines()
-    assert max(len(line) for line in lines) <= 80
+    assert lines[0].endswith(f"namespace {producer.settings.redis.namespace}")  # the header is never cut
+    assert max(len(line) for line in lines[1:]) <= 80
     assert any(line.startswith("low") and line.endswith("paused") for line in lines)
-    assert "WORKERS: 1 process(es), 2 thread(s)" in lines
+    assert "WORKERS: 1 process(es), 2 thread(s), 0 busy, 2 idle" in lines
     assert "DEAD LETTERS: 1  (taskqueue dead list)" in lines
 
 
@@ -180,7 +184,7 @@ def test_status_lists_periodic_tasks(queue: TaskQueue, redis_url: str) -> None:
     local = due.astimezone().strftime("%m-%d %H:%M:%S")
     # the name is not cut (under 40 characters): the row is longer than 80 columns instead
     assert row == f"reports.nightly-digest-for-every-team  low       {local}  cron '0 3 * * *' UTC"
-    assert max(len(line) for line in lines if line != row) <= 80
+    assert max(len(line) for line in lines[1:] if line != row) <= 80  # the header is never cut
 
 
 def test_unreachable_redis_is_one_line_with_the_password_masked() -> None:
@@ -531,7 +535,7 @@ def test_status_shows_unserved_tasks_with_a_hint(queue: TaskQueue, redis_url: st
     lines = run("status", "--url", redis_url).output.splitlines()
     assert "UNSERVED: 1 task(s) wait because no live worker serves their name;" in lines
     assert any(line.startswith("hint: start a worker that defines them") for line in lines)
-    assert max(len(line) for line in lines) <= 80
+    assert max(len(line) for line in lines[1:]) <= 80  # the header (URL, namespace) is never cut
 
 
 # -- dead letters and purge ---------------------------------------------------------------
@@ -927,3 +931,55 @@ def test_worker_on_a_cluster_node_answering_moved_exits_2_at_once(app: str, tmp_
     finally:
         for node in nodes:
             stop(node)
+
+
+LONG_QUEUE = "finance-reports-for-every-team-monthly-x"  # 40 characters: never cut
+STATUS_APP = f"""
+from taskqueue import TaskQueue
+q = TaskQueue(queues={{"high": 10, "default": 5, "low": 1, {LONG_QUEUE!r}: 3}})
+"""
+
+
+def test_status_shows_the_last_minute_and_cuts_no_name_below_forty(
+    make_queue, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"tqstatus_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(STATUS_APP)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TASK_QUEUE_REDIS__URL", redis_url)
+    q = make_queue(queues={"high": 10, "default": 5, "low": 1, LONG_QUEUE: 3})
+    q.task(name=LONG_NAME, max_retries=0)(_boom)
+    quick = q.task(name="quick")(lambda i: i)
+    q.start_workers(2)
+    assert q.map(quick, range(5), queue=LONG_QUEUE, progress=False) == list(range(5))
+    with pytest.raises(TaskFailed):
+        q.enqueue(Signature(LONG_NAME)).result(timeout=10)
+    try:
+
+        def status() -> dict[str, Any]:
+            result = run("status", "--app", f"{name}:q", "--json")
+            assert result.exit_code == 0, result.output
+            return json.loads(result.output)
+
+        # both threads idle again, as their published states say (within workers.status_delay)
+        data = wait_until(lambda: (d := status())["totals"]["idle_threads"] == 2 and d)
+        queues = {row["name"]: row for row in data["queues"]}
+        # five quick ones in the long-named queue, the failure in default: all in the last 60 s
+        assert (queues[LONG_QUEUE]["last_minute"], queues["default"]["last_minute"]) == (5, 1)
+        assert data["totals"]["last_minute"] == 6
+        assert (data["totals"]["threads"], data["totals"]["idle_threads"]) == (2, 2)
+        assert {s["thread"] for w in data["workers"] for s in w["slots"]} != set()
+
+        lines = run("status", "--app", f"{name}:q").output.splitlines()
+        assert lines[0].endswith(f"namespace {q.settings.redis.namespace}")  # never cut
+        row = next(line for line in lines if line.startswith(LONG_QUEUE))
+        assert row.split() == [LONG_QUEUE, "3", "0", "0", "5", "0", "5"]
+        assert "LAST MINUTE: 6 task(s) finished, every process" in lines
+        assert "WORKERS: 1 process(es), 2 thread(s), 0 busy, 2 idle" in lines
+
+        dead = run("dead", "list", "--app", f"{name}:q").output.splitlines()
+        assert dead[1].endswith("  " + LONG_NAME), dead
+    finally:
+        loaded = sys.modules.pop(name, None)
+        if loaded is not None:
+            loaded.q.close()

@@ -58,6 +58,19 @@ def test_outcomes_are_counted_per_minute_and_task_name(make_queue, redis_client:
         assert retention_ms < ttl <= retention_ms + 60_000
 
 
+def test_long_ranges_are_summed_into_points_in_redis(make_queue, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    q = make_queue()
+    now = q.broker.history(["default"], 1)[0]
+    for back, ok in ((0, 1), (1, 2), (2, 4), (3, 8), (5, 16)):  # minute now-4 has nothing
+        redis_client.hset(q.broker.keys.minute("default", now - back), mapping={"ok|a": ok, "fail|a": back})
+    _, per_minute = q.broker.history(["default"], 6)
+    assert [m.get("ok|a", 0) for m in per_minute["default"]] == [16, 0, 8, 4, 2, 1]
+    _, points = q.broker.history(["default"], 6, step=3)
+    assert points["default"] == [{"ok|a": 24, "fail|a": 8}, {"ok|a": 7, "fail|a": 3}]
+    _, coarse = q.broker.history(["default"], 6, step=6)
+    assert coarse["default"] == [{"ok|a": 31, "fail|a": 11}]
+
+
 def test_no_history_with_retention_zero(make_queue, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     q = make_queue(tasks={"retry_backoff_initial": 0.01, "retry_jitter": 0}, metrics={"history_retention": 0})
     _run_some(q)

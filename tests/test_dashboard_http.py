@@ -4,6 +4,7 @@ escaping, pagination, confirmation, and the actions doing what they say."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from taskqueue import TaskFailed, TaskQueue
 from taskqueue.dashboard import Access, Backend, create_app
 
+from .conftest import wait_until
 from .dashboard_client import Client, Served
 
 TOKEN = "s3cret-dashboard-token"
@@ -227,6 +229,27 @@ def test_scheduled_run_now_and_cancel(queue: TaskQueue, serve: Callable[..., Ser
     assert c.get("/scheduled?status=BOGUS").status == 400
 
 
+def test_pause_and_resume_a_periodic_task_by_click(queue: TaskQueue, serve: Callable[..., Served]) -> None:
+    @queue.periodic(every=3600, name="hourly-report")
+    def report() -> None: ...
+
+    queue.scheduler.sync()  # registered in Redis, as a starting scheduler does
+    s = serve(queue)
+    c = signed_in(s)
+    page = c.get("/periodic")
+    assert "Pause</button>" in page.text and '<td class="state">active</td>' in page.text
+    assert c.post("/periodic/hourly-report/pause", {"csrf": "forged"}).status == 403
+    r = c.post("/periodic/hourly-report/pause", {"csrf": page.csrf, "next": "/periodic"})
+    assert r.status == 303 and "its%20slots%20are%20skipped" in r.headers["Location"]
+    (info,) = queue.periodic_tasks()
+    assert info.paused
+    page = c.get("/periodic")
+    assert '<td class="state">paused</td>' in page.text and "Resume</button>" in page.text
+    assert c.post("/periodic/hourly-report/resume", {"csrf": page.csrf}).status == 303
+    assert not queue.periodic_tasks()[0].paused
+    assert c.post("/periodic/nope/pause", {"csrf": page.csrf}).status == 404
+
+
 def test_task_detail_shows_result_logs_history_and_progress(
     queue: TaskQueue, serve: Callable[..., Served]
 ) -> None:
@@ -275,6 +298,7 @@ def test_every_page_answers_with_its_server_time(queue: TaskQueue, serve: Callab
         "/scheduled",
         "/dead",
         "/periodic",
+        "/limits",
         "/search",
     ]:
         r = c.get(path)
@@ -302,3 +326,30 @@ def test_a_queue_page_by_page(queue: TaskQueue, serve: Callable[..., Served]) ->
     assert "/queues/default?limit=50&amp;offset=50" in first.text or "offset=50" in first.text
     second = c.get("/queues/default?limit=50&offset=50")
     assert handles[60].id in second.text and 'rel="next"' not in second.text
+
+
+def test_the_limits_page_shows_buckets_and_pools(queue: TaskQueue, serve: Callable[..., Served]) -> None:
+    gate = threading.Event()
+
+    @queue.task(name="api.call", rate_limit="2/s", limit_by="tenant")
+    def call(tenant: str) -> None: ...
+
+    @queue.task(name="one.at.a.time", concurrency=1)
+    def single() -> None:
+        gate.wait(10)
+
+    for _ in range(3):
+        call.delay("acme")
+    handles = [single.delay() for _ in range(3)]
+    queue.start_workers(2)
+    wait_until(lambda: queue.broker.limit_pools(["default"])[1] and any(
+        p.held == 2 for p in queue.broker.limit_pools(["default"])[1]))  # fmt: skip
+    c = signed_in(serve(queue))
+    text = c.get("/limits").text
+    gate.set()
+    assert "api.call" in text and "tenant=acme" in text and "2/s" in text
+    assert "one.at.a.time" in text
+    row = text[text.index("one.at.a.time") :].split("</tr>")[0]
+    assert re.findall(r"<td>(\d+)</td>", row) == ["1", "1", "2"]  # 1 slot, 1 running, 2 held
+    for h in handles:
+        h.result(timeout=10)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import selected_server
-from .failover_run import TASKS, on_cluster, on_sentinel
+from .failover_run import TASKS, on_cluster, on_sentinel, worker_killed_on_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -36,3 +36,11 @@ def test_a_primary_killed_mid_run_loses_no_acknowledged_task(tmp_path: Path, set
     assert report.succeeded == TASKS
     assert report.explained == len(report.duplicates), report.line()
     assert report.runs_before_kill < TASKS  # the kill came while tasks were running
+
+
+def test_a_worker_process_killed_on_a_cluster_loses_no_task(tmp_path: Path) -> None:
+    report = worker_killed_on_cluster(tmp_path)
+    print(report.line())
+    assert report.acknowledged == report.succeeded == TASKS and report.lost == []
+    # Every extra run is a task the killed process held: its lease lapsed, it ran again.
+    assert report.explained == len(report.duplicates), report.line()

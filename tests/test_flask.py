@@ -966,3 +966,25 @@ def test_example_page_submits_a_job_and_shows_its_result(example, artifacts_dir,
     assert final["result"].startswith("8 words, 6 distinct; most common: the (3)"), final
     assert q.get(final["id"]).status == "SUCCEEDED"
     assert (artifacts_dir / "flask_example_page.png").stat().st_size > 10_000
+
+
+def test_task_status_shows_the_progress_the_task_reported(example) -> None:
+    server, q = example({"TASK_QUEUE_FLASK__ALLOWED_TASKS": ["example.word_count", "example.crunch"]})
+    go_on = threading.Event()
+
+    @q.task(name="example.crunch")
+    def crunch(n: int) -> int:
+        from taskqueue import current_task
+
+        current_task().progress(3, n, "three done")
+        go_on.wait(10)
+        return n
+
+    h = crunch.delay(10)
+    wait_until(lambda: h.progress is not None)
+    document = server.request("GET", f"/tasks/{h.id}").json
+    go_on.set()
+    assert document["status"] in ("PENDING", "RUNNING")  # (RUNNING once its start is published)
+    assert document["progress"]["done"] == 3 and document["progress"]["total"] == 10
+    assert document["progress"]["message"] == "three done" and document["progress"]["updated_at"]
+    h.result(timeout=10)

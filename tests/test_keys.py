@@ -44,7 +44,7 @@ PER_QUEUE_GROUP = [
     "task_prefix", "history_prefix", "done_prefix", "logs_prefix", "queue_prefix", "wake_prefix",
     "dead_prefix", "stats_prefix", "metrics_prefix", "leases", "scheduled", "wake_scheduler", "paused",
     "periodic", "periodic_due", "taskset_prefix", "servers_prefix", "wake_taskset_prefix",
-    "parked_prefix", "unserved", "minutes_prefix",
+    "parked_prefix", "unserved", "minutes_prefix", "periodic_paused",
 ]  # fmt: skip
 NAMESPACE_WIDE = [
     "workers",

@@ -31,7 +31,12 @@ def notebook_paths() -> list[Path]:
 
 def test_there_are_notebooks_and_they_are_stored_without_outputs() -> None:
     names = [p.name for p in notebook_paths()]
-    assert names == ["01_quick_tour.ipynb", "02_scheduling.ipynb", "03_worker_process.ipynb"]
+    assert names == [
+        "01_quick_tour.ipynb",
+        "02_scheduling.ipynb",
+        "03_worker_process.ipynb",
+        "04_workflows.ipynb",
+    ]
     for path in notebook_paths():
         book = nbformat.read(path, as_version=4)
         nbformat.validate(book)

@@ -652,3 +652,40 @@ def test_start_scheduler_without_redis_says_so(registry: TaskRegistry) -> None:
             q.periodic_tasks()
     finally:
         q.close()
+
+
+def test_a_paused_periodic_task_skips_its_slots_and_resumes_at_the_next(any_queue: TaskQueue) -> None:
+    queue = any_queue
+
+    @queue.periodic(every=60, name="report")
+    def report() -> None: ...
+
+    s = queue.scheduler
+    s.sync(now=T0)
+    assert s.tick(now=at(60)).enqueued == [f"periodic:report:{ms(at(60))}"]
+    queue.pause_periodic("report")
+    (info,) = queue.periodic_tasks()
+    assert info.paused
+    for slot in (120, 180):  # claimed and advanced, recorded as skipped, never enqueued
+        tick = s.tick(now=at(slot))
+        assert (tick.enqueued, tick.paused, tick.next_due_ms) == ([], ["report"], ms(at(slot + 60)))
+    assert queue.pending("default") == {"default": 1}  # only the run before the pause
+    (info,) = queue.periodic_tasks()
+    assert (info.runs, info.skipped, info.last_skipped, info.next_run) == (1, 2, at(180), at(240))
+    queue.resume_periodic("report")
+    # resumed some time after a slot passed (missed="run_once"): the slot due now runs, once
+    assert s.tick(now=at(250)).enqueued == [f"periodic:report:{ms(at(240))}"]
+    (info,) = queue.periodic_tasks()
+    assert (info.paused, info.runs, info.skipped) == (False, 2, 2)
+    assert s.stats["paused"] == 2
+
+
+def test_pausing_an_unknown_periodic_task_says_what_to_do(queue: TaskQueue) -> None:
+    with pytest.raises(
+        ValueError, match=r"no periodic task 'nope' is registered in Redis; q.periodic_tasks\(\)"
+    ):
+        queue.pause_periodic("nope")
+    with pytest.raises(ValueError, match="no periodic task 'nope' is registered"):
+        queue.resume_periodic("nope")
+    with pytest.raises(TypeError, match="name must be a periodic task's name"):
+        queue.pause_periodic(None)  # type: ignore[arg-type]

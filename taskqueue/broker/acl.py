@@ -40,14 +40,14 @@ CLIENT_COMMANDS = (
     "evalsha", "script|load", "multi", "exec", "ping", "time", "info", "client|setinfo",
     "blpop", "brpoplpush", "rpush", "lrange", "llen", "del", "expire", "pexpire",
     "hgetall", "zrange", "zrangebyscore", "zcard", "zrem", "sadd", "srem", "smembers", "lindex",
-    "watch", "unwatch", "wait",
+    "watch", "unwatch", "wait", "scard", "srandmember",
 )  # fmt: skip
 
 #: Called inside the Lua scripts (ACL rules apply there too).
 SCRIPT_COMMANDS = (
     "exists", "hget", "hmget", "hset", "hdel", "hincrby", "lpop", "lpush", "lrem", "ltrim",
     "persist", "pexpireat", "rename", "sismember", "type", "zadd", "zremrangebyrank", "zremrangebyscore",
-    "zrevrange", "zscore",
+    "zrevrange", "zscore", "get", "set", "scard", "pttl",
 )  # fmt: skip
 
 #: What redis-py's cluster client sends besides: the slot map, and the command table it

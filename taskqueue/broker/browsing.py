@@ -140,27 +140,31 @@ class RedisBrowsing(RedisCore):
             record, [text(x) for x in logs], text(progress) if progress else None, server_ms(now)
         )
 
-    def history(self, queues: Sequence[str], minutes: int) -> tuple[int, dict[str, list[dict[str, int]]]]:
-        """The last ``minutes`` minutes of per-minute history of each queue, oldest first,
-        with the server's current minute last: (that minute, queue -> one dict per minute).
-        One round trip for the clock, one pipeline for the hashes."""
-        minutes = max(1, int(minutes))
+    def history(
+        self, queues: Sequence[str], minutes: int, step: int = 1
+    ) -> tuple[int, dict[str, list[dict[str, int]]]]:
+        """The last ``minutes`` minutes of history of each queue, summed into points of
+        ``step`` minutes (``history.lua``), oldest first, the server's current minute in the
+        last point: (that minute, queue -> one dict per point). One round trip for the
+        clock, one pipeline of one script call per queue, whatever the range."""
+        step = max(1, int(step))
+        points = max(1, int(minutes) // step)
 
         def read() -> tuple[int, list[Any]]:
             current = server_ms(self.client.time()) // 60000
-            pipe = self.client.pipeline(transaction=False)
-            for q in queues:
-                for m in range(current - minutes + 1, current + 1):
-                    pipe.hgetall(self.group(q).minute(q, m))
-            return current, pipe.execute()
+            first = current - points * step + 1
+
+            def build(pipe: Any) -> None:
+                for q in queues:
+                    self.scripts.queue(pipe, "history", [self.group(q).minutes(q)], [first, points, step])
+
+            return current, self._pipeline(build)
 
         current, replies = self.producer_call("reading the history", read)
-        out: dict[str, list[dict[str, int]]] = {}
-        for i, q in enumerate(queues):
-            out[q] = [
-                {text(f): int(v) for f, v in h.items()} for h in replies[i * minutes : (i + 1) * minutes]
-            ]
-        return current, out
+        return current, {
+            q: [{text(f): int(v) for f, v in zip(point[::2], point[1::2], strict=True)} for point in reply]
+            for q, reply in zip(queues, replies, strict=True)
+        }
 
     def retry_now(self, task_ids: Sequence[str]) -> list[str]:
         """Move each task to its queue now (see ``retry_now.lua``); per id, the status it
@@ -206,12 +210,7 @@ class RedisBrowsing(RedisCore):
     def trigger_periodic(self, name: str) -> bool:
         """Make a periodic task's next run due now: the next scheduler tick runs it, and its
         schedule goes on from there. False when no such periodic task is registered."""
-        groups = [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
-
-        def find() -> Keys | None:  # the slot group of the periodic task's queue
-            return next((k for k in groups if self.client.zscore(k.periodic_due, name) is not None), None)
-
-        k = self.producer_call("reading periodic tasks", find)
+        k = self._periodic_group(name)
         if k is None:
             return False
 
@@ -221,6 +220,40 @@ class RedisBrowsing(RedisCore):
 
         self.producer_call(f"triggering periodic task {name}", move)
         return True
+
+    def _periodic_group(self, name: str) -> Keys | None:
+        """The slot group that holds periodic task ``name`` (its queue's), None if unknown."""
+        groups = [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
+
+        def find() -> Keys | None:
+            return next((k for k in groups if self.client.zscore(k.periodic_due, name) is not None), None)
+
+        return self.producer_call("reading periodic tasks", find)
+
+    def pause_periodic(self, name: str, paused: bool = True) -> bool:
+        """Pause a periodic task (schedulers claim its slots and skip them) or resume it
+        (its next slot runs). False when no such periodic task is registered."""
+        k = self._periodic_group(name)
+        if k is None:
+            return False
+        op = self.client.sadd if paused else self.client.srem
+        self.producer_call(
+            f"{'pausing' if paused else 'resuming'} periodic task {name}", lambda: op(k.periodic_paused, name)
+        )
+        return True
+
+    def paused_periodic(self) -> set[str]:
+        groups = [k for k, _ in self.keys.groups(self.settings.queues_by_priority())]
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for k in groups:
+                pipe.smembers(k.periodic_paused)
+            return pipe.execute()
+
+        return {
+            text(n) for members in self.producer_call("reading paused periodic tasks", read) for n in members
+        }
 
 
 __all__ = ["INDEXES", "RedisBrowsing", "TaskDetail", "TaskPage"]

@@ -124,6 +124,11 @@ class RedisCore:
                     known[task_id] = where
         return [self.keys.for_queue(known.get(t, queues[0])) for t in task_ids]
 
+    def _relay_groups(self, groups: list[Keys], min_age_ms: int = 0) -> int:
+        """Cluster: carry workflow notices from these groups' outboxes to their dependents
+        (``RedisDependencies`` does; a part without it has nothing to relay)."""
+        return 0
+
     # -- errors -----------------------------------------------------------------------
     def wrap_error(self, exc: redis.exceptions.RedisError, doing: str) -> BrokerError:
         """The ``BrokerError`` for ``exc``: what failed, while doing what, and what to do about it."""

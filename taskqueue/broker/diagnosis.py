@@ -43,6 +43,7 @@ def expected_types(keys: Keys, queues: Sequence[str]) -> list[tuple[str, str, st
         ("unserved", "zset"),
         ("periodic", "hash"),
         ("periodic_due", "zset"),
+        ("periodic_paused", "set"),
         ("wake_scheduler", "list"),
     ]
     if not keys.cluster:

@@ -216,10 +216,17 @@ class RedisInspection(RedisCore, Inspection):
         def build(pipe: Any) -> None:
             for k, members in calls:
                 self.scripts.queue(pipe, "snapshot", _snapshot_keys(k), [*args, *members])
+            for q in queues:  # workflows: tasks WAITING for dependencies
+                pipe.scard(self.group(q).waiting(q))
 
         replies = self.producer_call("reading a snapshot", lambda: self._pipeline(build))
+        waiting = {q: int(n) for q, n in zip(queues, replies[len(calls) :], strict=True)}
         order = [q for _, members in calls for q in members]
-        return _decode_snapshot(order, _merge_snapshots(replies, dead_limit, scheduled_limit))
+        snapshot = _decode_snapshot(
+            order, _merge_snapshots(replies[: len(calls)], dead_limit, scheduled_limit)
+        )
+        snapshot.waiting = waiting
+        return snapshot
 
     # -- metrics ----------------------------------------------------------------------------
     def read_metrics(self, queues: Sequence[str]) -> MetricsReading:
@@ -259,6 +266,7 @@ class RedisInspection(RedisCore, Inspection):
             pipe.hgetall(k.stats(q))
             pipe.hgetall(k.metrics(q))
             pipe.lindex(k.queue(q), 0)
+            pipe.scard(k.waiting(q))  # workflows: tasks WAITING for dependencies
         replies = pipe.execute()
         now_ms = server_ms(self.client.time() if self.keys.cluster else replies.pop(0))
         members, autoscaler = replies[:2]
@@ -268,7 +276,7 @@ class RedisInspection(RedisCore, Inspection):
         unserved = sum(sums[3::4])
         first = 2 + 4 * len(groups)
         per_queue = dict(
-            zip(queues, (replies[first + 5 * i : first + 5 + 5 * i] for i in range(len(queues))), strict=True)
+            zip(queues, (replies[first + 6 * i : first + 6 + 6 * i] for i in range(len(queues))), strict=True)
         )
         reading = MetricsReading(
             now_ms=now_ms,
@@ -284,6 +292,7 @@ class RedisInspection(RedisCore, Inspection):
             workers={},
             autoscaler={text(a): text(b) for a, b in autoscaler.items()},
             unserved=int(unserved),
+            waiting={q: int(r[5]) for q, r in per_queue.items()},
         )
         live = [text(m) for m, deadline in members if deadline >= now_ms]
         heads = {q: text(r[4]) for q, r in per_queue.items() if r[4]}

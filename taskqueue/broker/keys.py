@@ -172,6 +172,39 @@ class Keys:
         """One queue's hash for one epoch minute (``ms // 60000``)."""
         return self.minutes(name) + str(int(minute))
 
+    # Flow control (DESIGN 11, ``_lib_limits.lua``) --------------------------
+    @property
+    def limit_prefix(self) -> str:
+        """Prefix of the flow-control keys of the queues of this group. The scripts append a
+        kind and a suffix the producer wrote (``taskqueue.limits``): ``rate:<queue> <bucket>``
+        (HASH r, s: the next free reservation and start, ms), ``conc:<queue> <bucket>`` (SET
+        of the ids holding a concurrency slot), ``held:<queue> <bucket>`` (LIST of the ids
+        waiting for one), ``unique:<queue> <key>`` and ``debounce:<queue> <key>`` (STRING:
+        the id owning the key). Queue and task names hold no space, so a suffix is
+        unambiguous; a bucket is the task name, or ``<name>:<argument>=<value>``."""
+        return self.base + "limit:"
+
+    def rate(self, queue: str, bucket: str) -> str:
+        return self.limit_prefix + "rate:" + queue + " " + bucket
+
+    def concurrency(self, queue: str, bucket: str) -> str:
+        return self.limit_prefix + "conc:" + queue + " " + bucket
+
+    def held(self, queue: str, bucket: str) -> str:
+        return self.limit_prefix + "held:" + queue + " " + bucket
+
+    def unique(self, queue: str, key: str) -> str:
+        return self.limit_prefix + "unique:" + queue + " " + key
+
+    def debounce(self, queue: str, key: str) -> str:
+        return self.limit_prefix + "debounce:" + queue + " " + key
+
+    @property
+    def limits_index(self) -> str:
+        """HASH ``<queue> <bucket>`` -> ``<interval ms>|<concurrency>|<task name>`` of every limited bucket
+        the group's queues have seen (written at enqueue), for the dashboard's limits page."""
+        return self.base + "limits"
+
     # Shared ---------------------------------------------------------------
     @property
     def leases(self) -> str:
@@ -237,6 +270,12 @@ class Keys:
         compare-and-set on this score, which is what makes each slot run once."""
         return self.base + "periodic-due"
 
+    @property
+    def periodic_paused(self) -> str:
+        """SET of paused periodic names: their slots are claimed and skipped, not run
+        (in the slot group of each periodic task's queue, beside its definition)."""
+        return self.base + "periodic-paused"
+
     # The task registry ------------------------------------------------------
     @property
     def taskset_prefix(self) -> str:
@@ -284,6 +323,67 @@ class Keys:
         """ZSET task id -> when (ms) a fetch first found no live worker serving it; the task
         is dead-lettered as unknown-task once ``workers.unknown_task_grace`` has passed."""
         return self.base + "unserved"
+
+    # Workflows (DESIGN 10; taskqueue.broker.dependencies) ---------------------
+    @property
+    def deps_prefix(self) -> str:
+        """SET per WAITING task of the ids of the dependencies it still waits for (in the
+        dependent's group). The script that removes the last one releases the task."""
+        return self.base + "deps:"
+
+    @property
+    def dependents_prefix(self) -> str:
+        """LIST per task of its dependents (in the dependency's group), one entry each:
+        the dependent's task prefix, queue, id, input index and whether it takes the
+        result, NUL-separated. Read by the script that stores the task's final outcome."""
+        return self.base + "dependents:"
+
+    @property
+    def outbox(self) -> str:
+        """ZSET of notices (cluster only): "task X ended S, tell dependent D", written by the
+        outcome script when D is in another slot group, scored by when; a relay applies
+        each to D's group (idempotently) and removes it."""
+        return self.base + "outbox"
+
+    @property
+    def waiting_prefix(self) -> str:
+        """SET per queue of its WAITING task ids (readers count and list them)."""
+        return self.base + "waiting:"
+
+    def waiting(self, queue: str) -> str:
+        return self.waiting_prefix + queue
+
+    @property
+    def workflow_prefix(self) -> str:
+        """HASH per workflow (chain, group, chord): kind, created_ms, total, members (JSON)."""
+        return self.base + "workflow:"
+
+    def workflow(self, workflow_id: str) -> str:
+        return self.workflow_prefix + workflow_id
+
+    @property
+    def workflows(self) -> str:
+        """ZSET workflow id -> created ms, the dashboard's list (trimmed by age)."""
+        return self.base + "workflows"
+
+    @property
+    def workflow_keys(self) -> list[str]:
+        """The keys every script that may settle a task passes LAST (``_lib_workflow.lua``
+        reads them as ``wf_keys()``), so a dependency's outcome decides its dependents."""
+        return [
+            self.task_prefix,
+            self.history_prefix,
+            self.done_prefix,
+            self.queue_prefix,
+            self.wake_prefix,
+            self.scheduled,
+            self.wake_scheduler,
+            self.stats_prefix,
+            self.deps_prefix,
+            self.dependents_prefix,
+            self.outbox,
+            self.waiting_prefix,
+        ]
 
 
 @cache

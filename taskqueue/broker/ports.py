@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from taskqueue.broker.browsing import TaskDetail, TaskPage
     from taskqueue.broker.diagnosis import WrongType
+    from taskqueue.broker.limits import LimitPool
+    from taskqueue.broker.plans import WorkflowPlan, WorkflowRecord
     from taskqueue.broker.records import (
         Delivery,
         EnqueueRequest,
@@ -44,8 +46,9 @@ Ack = tuple["Delivery", bytes, int]
 class Producer(Protocol):
     """What code that sends tasks and waits on them needs."""
 
-    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
-        """Write every request or none (one round trip); False for a repeated request already stored."""
+    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
+        """Write every request or none (one round trip); False for a repeated request already
+        stored; for a unique or debounced request that joined an existing task, its id."""
 
     def cancel(self, task_id: str) -> str | None:
         """Cancel a task; returns its stored status before, None if unknown.
@@ -155,6 +158,7 @@ CLAIM_EXISTS = 3  # the slot was claimed; a task for it existed already, so none
 CLAIM_LOST = 0  # another scheduler claimed the slot first
 CLAIM_NOT_DUE = -1  # the slot is not due yet by the server clock
 CLAIM_UNKNOWN = -2  # the periodic task is not registered (any more)
+CLAIM_PAUSED = 4  # the slot was claimed and skipped: the periodic task is paused
 
 
 @runtime_checkable
@@ -265,8 +269,11 @@ class Inspection(Protocol):
     def task_detail(self, task_id: str) -> TaskDetail | None:
         """One task's record, history, logs and progress in one round trip; None if unknown."""
 
-    def history(self, queues: Sequence[str], minutes: int) -> tuple[int, dict[str, list[dict[str, int]]]]:
-        """The per-minute history of the last ``minutes`` minutes per queue (two round trips)."""
+    def history(
+        self, queues: Sequence[str], minutes: int, step: int = 1
+    ) -> tuple[int, dict[str, list[dict[str, int]]]]:
+        """The history of the last ``minutes`` minutes per queue, in points of ``step``
+        minutes (two round trips)."""
 
     def retry_now(self, task_ids: Sequence[str]) -> list[str]:
         """Scheduled, retrying, dead, failed or cancelled tasks to their queue now, atomically each."""
@@ -277,15 +284,84 @@ class Inspection(Protocol):
     def trigger_periodic(self, name: str) -> bool:
         """Make a periodic task's next run due now (the next scheduler tick runs it)."""
 
+    def pause_periodic(self, name: str, paused: bool = True) -> bool:
+        """Pause (its slots are skipped) or resume a registered periodic task; False if unknown."""
 
-class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Protocol):
-    """All four ports: what ``TaskQueue`` holds and hands out piece by piece."""
+    def paused_periodic(self) -> set[str]:
+        """The names of the paused periodic tasks."""
+
+
+@runtime_checkable
+class ProgressStore(Protocol):
+    """Where a worker pool writes task progress (``taskqueue.progress``)."""
+
+    def write_progress(self, items: Sequence[tuple[str, str, str, str]]) -> int:
+        """Store (task id, queue, lease token, JSON) for each task whose lease the token
+        still holds, in one round trip; the number stored."""
+
+    def read_progress(self, task_ids: Sequence[str]) -> list[str]:
+        """Each task's stored progress (JSON; "" when none), in one round trip."""
+
+
+@runtime_checkable
+class FlowInspection(Protocol):
+    """What the dashboard reads of flow control (DESIGN 11)."""
+
+    def limit_pools(self, queues: Sequence[str]) -> tuple[int, list[LimitPool]]:
+        """(server ms, the rate buckets and concurrency pools seen on ``queues``)."""
+
+
+@runtime_checkable
+class Dependencies(Protocol):
+    """What workflows need (DESIGN 10): write one, relay its notices, read its edges.
+
+    The decisions themselves (a dependent released exactly once, failure policies) are
+    taken by the scripts that store outcomes, in the same call (``_lib_workflow.lua``).
+    """
+
+    def enqueue_workflow(self, plan: WorkflowPlan) -> None:
+        """Write every member and edge of ``plan``, or none; raise ValueError naming a
+        dependency from outside the plan that is not stored. One script call per slot
+        group: on a single server one round trip, all or nothing; on a cluster spanning
+        groups, two (members written WAITING first, released once all are written)."""
+
+    def relay(self, queues: Sequence[str], min_age_ms: int = 0) -> int:
+        """Cluster only: apply the notices waiting in the outboxes of ``queues``' groups
+        (older than ``min_age_ms``) to their dependents' groups; the number applied."""
+
+    def inputs(self, task_id: str, queue: str, count: int) -> list[bytes | None]:
+        """The results a member received from its dependencies, by input index."""
+
+    def dependents(self, task_id: str) -> list[str]:
+        """The ids of the tasks that depend on ``task_id``, in the order they were added."""
+
+    def waiting_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """WAITING tasks per queue."""
+
+    def waiting_ids(self, queue: str, limit: int = 100) -> list[str]:
+        """Some of a queue's WAITING task ids (at most ``limit``)."""
+
+    def waiting_for(self, task_ids: Sequence[str]) -> list[list[str]]:
+        """Per task, the dependencies it still waits for ([] when none or not WAITING)."""
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """A stored workflow record, None when unknown or expired."""
+
+    def workflows(self, queues: Sequence[str], limit: int = 50) -> list[WorkflowRecord]:
+        """The newest workflows whose record lives in ``queues``' groups, newest first."""
+
+
+class Broker(Producer, WorkerLink, SchedulerLink, Inspection, Dependencies, Protocol):
+    """All five ports: what ``TaskQueue`` holds and hands out piece by piece."""
 
 
 __all__ = [
     "Ack",
     "Broker",
+    "FlowInspection",
+    "Dependencies",
     "Inspection",
+    "ProgressStore",
     "PeriodicPlan",
     "Producer",
     "SchedulerLink",
@@ -296,4 +372,5 @@ __all__ = [
     "CLAIM_LOST",
     "CLAIM_NOT_DUE",
     "CLAIM_UNKNOWN",
+    "CLAIM_PAUSED",
 ]

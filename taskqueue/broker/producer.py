@@ -19,8 +19,22 @@ from taskqueue.broker.records import EnqueueRequest, TaskRecord, pairs, text
 from taskqueue.status import as_read
 
 
-def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
-    """ARGV of ``enqueue.lua``: nine fields per request."""
+def enqueue_keys(k: Keys) -> list[str]:
+    """KEYS of ``enqueue.lua`` for one slot group (``workflow.lua`` passes the same first)."""
+    return [
+        k.task_prefix,
+        k.queue_prefix,
+        k.wake_prefix,
+        k.scheduled,
+        k.wake_scheduler,
+        k.stats_prefix,
+        k.limit_prefix,
+        k.limits_index,
+    ]
+
+
+def enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
+    """ARGV of ``enqueue.lua``: eleven fields per request."""
     args: list[Any] = []
     for req in requests:
         args += [
@@ -33,6 +47,8 @@ def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
             req.delay_ms,
             req.eta_ms,
             req.nonce,
+            req.limit,
+            req.dedup,
         ]
     return args
 
@@ -40,11 +56,12 @@ def _enqueue_args(requests: Sequence[EnqueueRequest]) -> list[Any]:
 class RedisProducer(RedisCore, Producer):
     """``Producer`` on Redis: each write is one script call, each read one pipeline."""
 
-    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
+    def enqueue(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
         """Write tasks with one script call per slot group, pipelined: one round trip.
 
         On a single server that is one script call, so all of them or none; on a
-        cluster, all or none per queue (each queue is its own slot group). Calls made
+        cluster, all or none per queue (each queue is its own slot group). A unique or
+        debounced request that joined an existing task answers that task's id. Calls made
         at the same moment by several threads share one round trip (``group_commit``).
         """
         if not requests:
@@ -52,21 +69,17 @@ class RedisProducer(RedisCore, Producer):
         return self._group_commit.submit(requests)
 
     @cached_property
-    def _group_commit(self) -> GroupCommit[EnqueueRequest, bool]:
+    def _group_commit(self) -> GroupCommit[EnqueueRequest, bool | str]:
         return GroupCommit(self._write)
 
-    def _write(self, requests: Sequence[EnqueueRequest]) -> list[bool]:
+    def _write(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
         by_group: dict[Keys, list[int]] = {}
         for i, req in enumerate(requests):
             by_group.setdefault(self.keys.for_queue(req.queue), []).append(i)
             self.remember(req.id, req.queue)
 
         calls = [
-            (
-                [k.task_prefix, k.queue_prefix, k.wake_prefix, k.scheduled, k.wake_scheduler, k.stats_prefix],
-                _enqueue_args([requests[i] for i in members]),
-            )
-            for k, members in by_group.items()
+            (enqueue_keys(k), enqueue_args([requests[i] for i in members])) for k, members in by_group.items()
         ]
         doing = f"enqueueing {len(requests)} task(s)"
         if len(calls) == 1:  # one slot group (always, on a single server): one script call
@@ -80,10 +93,10 @@ class RedisProducer(RedisCore, Producer):
 
             durable = [keys[0] for keys, _ in calls]
             replies = self.producer_call(doing, lambda: self._pipeline(build, durable=durable))
-        results: list[bool] = [False] * len(requests)
+        results: list[bool | str] = [False] * len(requests)
         for members, reply in zip(by_group.values(), replies, strict=True):
             for i, r in zip(members, reply, strict=True):
-                results[i] = bool(r)
+                results[i] = text(r) if isinstance(r, bytes) else bool(r)
         return results
 
     def cancel(self, task_id: str) -> str | None:
@@ -116,11 +129,14 @@ class RedisProducer(RedisCore, Producer):
                         k.history(task_id),
                         k.control_prefix,
                         k.unserved,
+                        *k.workflow_keys,  # last, as every script that may settle a task takes them
                     ],
                     [task_id, ttl, tell],
                 )
 
         replies = self.producer_call(doing, lambda: self._pipeline(build))
+        if self.keys.cluster:  # workflows: dependents in other groups hear of it
+            self.producer_call(doing, lambda: self._relay_groups(list(dict.fromkeys(groups))))
         for task_id, (_, worker) in zip(task_ids, replies, strict=True):
             if worker:
                 self._tell_worker(text(worker), task_id)
@@ -216,4 +232,4 @@ class RedisProducer(RedisCore, Producer):
         )
 
 
-__all__ = ["RedisProducer"]
+__all__ = ["RedisProducer", "enqueue_args", "enqueue_keys"]

@@ -132,6 +132,10 @@ class EnqueueRequest:
     #: Random per request: when a reply is lost and the call is repeated, the
     #: script recognises its own earlier write instead of reporting a duplicate id.
     nonce: str = field(default_factory=lambda: os.urandom(8).hex())
+    #: Flow control (``taskqueue.limits``): the limits the fetch applies ('' none) and the
+    #: uniqueness or debounce request ('' none), as ``_lib_limits.lua`` reads them.
+    limit: str = ""
+    dedup: str = ""
 
 
 @dataclass(slots=True)
@@ -155,6 +159,14 @@ class TaskRecord:
     runtime_ms: int | None = None
     worker: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: What the task last reported with ``current_task().progress`` (JSON; "" none).
+    progress: str = ""
+    #: Workflows: the ids it depends on, the workflow it belongs to, the task whose
+    #: failure ended it (when a dependency's failure did), and its failure policy.
+    dependencies: list[str] = field(default_factory=list)
+    workflow: str = ""
+    cause: str = ""
+    on_dependency_failure: str = ""
 
     @property
     def final(self) -> bool:
@@ -189,7 +201,23 @@ class TaskRecord:
             runtime_ms=to_int(h.get(b"runtime_ms")),
             worker=text(h.get(b"worker")),
             history=history_entries(history or ()),
+            progress=text(h.get(b"progress")),
+            dependencies=_id_list(h.get(b"deps")),
+            workflow=text(h.get(b"wf_id")),
+            cause=text(h.get(b"wf_cause")),
+            on_dependency_failure=text(h.get(b"on_dep_fail")),
         )
+
+
+def _id_list(raw: bytes | None) -> list[str]:
+    """A JSON list of task ids as a workflow member stores its dependencies ([] when absent)."""
+    if not raw:
+        return []
+    try:
+        ids = json.loads(raw)
+    except ValueError:
+        return []
+    return [str(i) for i in ids] if isinstance(ids, list) else []
 
 
 def history_entries(raw: Any) -> list[dict[str, Any]]:
@@ -258,6 +286,8 @@ class PeriodicClaim:
     payload: bytes
     signature: str
     max_retries: int
+    #: The document stored instead of ``document`` when the task is paused (slot skipped).
+    paused_document: str = ""
 
 
 # -- inspection ---------------------------------------------------------------------------
@@ -353,6 +383,8 @@ class Snapshot(_TaskCounts):
     autoscaler: dict[str, str] = field(default_factory=dict)
     #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
     unserved: int = 0
+    #: Per queue: tasks WAITING for their dependencies (workflows).
+    waiting: dict[str, int] = field(default_factory=dict)
 
     def metrics_reading(self) -> MetricsReading:
         """The same data as ``read_metrics`` returns, for ``taskqueue.metrics``."""
@@ -371,6 +403,7 @@ class Snapshot(_TaskCounts):
             workers=self.workers,
             autoscaler=dict(self.autoscaler),
             unserved=self.unserved,
+            waiting=dict(self.waiting),
         )
 
 
@@ -397,6 +430,8 @@ class MetricsReading(_TaskCounts):
     autoscaler: dict[str, str]
     #: Pending tasks that wait because no live worker serves their name (``Keys.unserved``).
     unserved: int = 0
+    #: Per queue: tasks WAITING for their dependencies (workflows).
+    waiting: dict[str, int] = field(default_factory=dict)
 
 
 __all__ = [

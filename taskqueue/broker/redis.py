@@ -14,7 +14,9 @@ class over fakeredis.
 from __future__ import annotations
 
 from taskqueue.broker.browsing import RedisBrowsing
+from taskqueue.broker.dependencies import RedisDependencies
 from taskqueue.broker.inspection import RedisInspection
+from taskqueue.broker.limits import RedisFlow
 from taskqueue.broker.ports import Broker
 from taskqueue.broker.producer import RedisProducer
 from taskqueue.broker.scheduler_link import RedisSchedulerLink
@@ -29,6 +31,8 @@ class RedisBroker(
     RedisInspection,
     RedisBrowsing,
     RedisTaskRegistry,
+    RedisFlow,
+    RedisDependencies,
     Broker,
 ):
     """All four ports on one client: ``RedisBroker(client, settings, url)``."""

@@ -37,6 +37,7 @@ def _claim_args(c: PeriodicClaim, now_ms: int | None) -> list[Any]:
         c.max_retries,
         c.signature,
         now_ms or 0,
+        c.paused_document or c.document,
     ]
 
 
@@ -87,6 +88,7 @@ class RedisSchedulerLink(RedisCore, SchedulerLink):
                         k.queue(c.queue),
                         k.wake(c.queue),
                         k.stats(c.queue),
+                        k.periodic_paused,
                     ],
                     _claim_args(c, now_ms),
                 )

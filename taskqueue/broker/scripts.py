@@ -51,6 +51,10 @@ NAMES = (
     "browse",
     "retry_now",
     "delete_dead",
+    "history",
+    "progress",
+    "workflow",
+    "wf_apply",
 )
 
 
@@ -78,6 +82,11 @@ class Scripts:
         #: The shared helpers as prepended to every script (tests run them on their own).
         self.lib = lib
         self.source: dict[str, str] = {name: lib + "\n" + _read(name) for name in NAMES}
+        # workflow.lua writes a workflow's runnable members with enqueue.lua's own body,
+        # wrapped as a function, so they are written exactly as enqueue() writes a task.
+        self.source["workflow"] = (
+            f"{lib}\nlocal function plain_enqueue(KEYS, ARGV)\n{_read('enqueue')}\nend\n{_read('workflow')}"
+        )
         self.sha: dict[str, str] = {
             name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.source.items()
         }

@@ -99,6 +99,8 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.wake_taskset_prefix,
                 k.unserved,
                 k.parked_prefix,
+                k.limit_prefix,
+                *k.workflow_keys,  # last, as every script that may settle a task takes them
             ],
             [
                 worker_id,
@@ -129,6 +131,10 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 k.metrics_prefix,
                 k.leases,
                 k.minutes_prefix,
+                k.limit_prefix,
+                k.queue_prefix,
+                k.wake_prefix,
+                *k.workflow_keys,  # last, as every script that may settle a task takes them
             ],
             args,
         )
@@ -171,6 +177,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         # Plain commands peeked at the other groups (cluster only): which deserve a visit.
         rest = groups[1:]
         queue_of = {a[0].id: a[0].queue for a in acks}
+        outboxes = len(acked) if self.keys.cluster else 0  # workflows: notices to relay
 
         def build(pipe: Any) -> None:
             for task_id, lines in (logs or {}).items():
@@ -181,8 +188,13 @@ class RedisWorkerLink(RedisCore, WorkerLink):
                 self._fetch_call(pipe, first[0], worker_id, first[1], count, taskset)
             for k, members in rest:
                 _peek(pipe, k, members[0])
+            for k, _ in acked[:outboxes]:
+                pipe.zcard(k.outbox)
 
         replies = self._pipeline(build, durable=[k.task_prefix for k, _ in acked])
+        if outboxes:
+            posted, replies = replies[-outboxes:], replies[:-outboxes]
+            self._relay_groups([k for (k, _), n in zip(acked, posted, strict=True) if int(n)])
         replies = replies[sum(3 for _ in (logs or {})) :]
         stored = self._stored(acks, acked, replies[: len(acked)])
         if first is None:
@@ -254,6 +266,10 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             k.done_prefix,
             k.metrics(delivery.queue),
             k.minutes(delivery.queue),
+            k.limit_prefix,
+            k.queue_prefix,
+            k.wake_prefix,
+            *k.workflow_keys,  # last, as every script that may settle a task takes them
         ]
         args = [
             delivery.id,
@@ -276,6 +292,8 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             self.scripts.queue(pipe, "fail", keys, args)
 
         reply = self._pipeline(build, durable=keys[:1])[-1]
+        if self.keys.cluster and action != "retry":
+            self._relay_groups([k])  # workflows: a final failure may have told other groups
         return bool(reply[0]), int(reply[1])
 
     def release(self, deliveries: Iterable[Delivery]) -> int:

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from taskqueue import __version__
+from taskqueue.broker.ports import Dependencies, ProgressStore
 from taskqueue.cli.app import open_queue
 from taskqueue.cli.group import app_option, cli, json_option, url_option
-from taskqueue.cli.tables import ago, cut, name_width, table
+from taskqueue.cli.tables import ago, name_width, table
 from taskqueue.cli.tasks import unserved_lines, unserved_report
 from taskqueue.config import Settings
+from taskqueue.metrics import from_reading
+from taskqueue.progress import decode as decode_progress
 from taskqueue.queue import TaskQueue
 from taskqueue.urls import mask_url
 
@@ -49,6 +52,10 @@ def status_report(
     names = settings.queues_by_priority()
     reading = inspection.read_metrics(names)
     queues = _queue_rows(reading, settings, names)
+    figures = from_reading(reading, settings).queue_metrics
+    last_minute = {m.queue_name: m.throughput_last_minute for m in figures}
+    for row in queues:
+        row["last_minute"] = last_minute.get(row["name"], 0)
     workers = _worker_rows(reading.workers, time.time())
     running = sorted(
         (
@@ -59,9 +66,14 @@ def status_report(
         ),
         key=lambda r: -(r["running_s"] or 0),
     )
+    if running and isinstance(inspection, ProgressStore):
+        for row, raw in zip(running, inspection.read_progress([r["task_id"] for r in running]), strict=True):
+            reported = decode_progress(raw)
+            row["progress"] = str(reported) if reported is not None else None
     busy = sum(w["busy"] for w in workers)
     grace = settings.workers.unknown_task_grace
     unserved = unserved_report(inspection.unserved(limit=3), reading.now_ms, grace)
+    waiting = _waiting_rows(inspection, reading, names)
     return {
         "url": mask_url(url),
         "namespace": settings.redis.namespace,
@@ -69,16 +81,21 @@ def status_report(
         "workers": workers,
         "running": running,
         "unserved": unserved,
+        "waiting": waiting,
         "periodic": [dataclasses.asdict(p) for p in periodic],
         "totals": {
             "pending": sum(q["pending"] for q in queues),
             "scheduled": reading.scheduled,
+            "waiting": sum(reading.waiting.values()),
             "running": busy,
             "prefetched": max(0, reading.leased - busy),
             "unserved": unserved["count"],
             "dead": sum(q["dead"] for q in queues),
             "workers": len(workers),
             "threads": sum(int(w["threads"] or 0) for w in workers),
+            "idle_threads": max(0, sum(int(w["threads"] or 0) for w in workers) - busy),
+            # tasks that finished (succeeded or failed) in the last 60 s, every process
+            "last_minute": sum(q["last_minute"] for q in queues),
         },
     }
 
@@ -89,6 +106,7 @@ def _queue_rows(reading: MetricsReading, settings: Settings, names: list[str]) -
             "name": name,
             "priority": settings.queues[name],
             "pending": int(reading.pending.get(name, 0)),
+            "waiting": int(reading.waiting.get(name, 0)),
             "dead": int(reading.dead_letters.get(name, 0)),
             "processed": reading.stats.get(name, {}).get("processed", 0),
             "failed": reading.stats.get(name, {}).get("failed", 0),
@@ -97,6 +115,18 @@ def _queue_rows(reading: MetricsReading, settings: Settings, names: list[str]) -
         }
         for name in names
     ]
+
+
+def _waiting_rows(
+    inspection: Any, reading: MetricsReading, names: list[str], limit: int = 5
+) -> list[dict[str, Any]]:
+    """A few WAITING tasks and the dependencies each still waits for (workflows)."""
+    if not isinstance(inspection, Dependencies) or not any(reading.waiting.values()):
+        return []
+    ids = [i for name in names if reading.waiting.get(name) for i in inspection.waiting_ids(name, limit)][
+        :limit
+    ]
+    return [{"id": i, "waiting_for": deps} for i, deps in zip(ids, inspection.waiting_for(ids), strict=True)]
 
 
 def _worker_rows(live: Mapping[str, Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
@@ -150,18 +180,24 @@ def _queues_table(queues: list[dict[str, Any]]) -> str:
             q["name"],
             q["priority"],
             q["pending"],
+            q.get("waiting", 0),
             q["dead"],
             q["processed"],
             q["failed"],
+            q["last_minute"],
             "paused" if q["paused"] else "",
         ]
         for q in queues
     ]
-    headers = ["QUEUE", "PRIO", "PENDING", "DEAD", "PROCESSED", "FAILED", "STATE"]
-    return table(headers, rows, [20, 5, 9, 7, 10, 8, 6])
+    headers = ["QUEUE", "PRIO", "PENDING", "WAITING", "DEAD", "PROCESSED", "FAILED", "LAST MIN", "STATE"]
+    others = [4, 7, 7, 6, 9, 6, 8, 6]
+    name_w = name_width((row[0] for row in rows), "QUEUE", others)
+    return table(headers, rows, [name_w, *others])
 
 
 def _workers_table(workers: list[dict[str, Any]]) -> str:
+    """One row per process; the host (a name) cut only past NAME_FLOOR, the queues it
+    serves last and never cut."""
     rows = [
         [
             w["host"],
@@ -169,29 +205,44 @@ def _workers_table(workers: list[dict[str, Any]]) -> str:
             w["threads"],
             w["busy"],
             ago(w["uptime_s"]),
+            w["id"].rsplit(":", 1)[-1][:8],
             ",".join(w["queues"]),
-            w["id"].rsplit(":", 1)[-1],
         ]
         for w in workers
     ]
-    return table(["HOST", "PID", "THREADS", "BUSY", "UP", "QUEUES", "ID"], rows, [16, 7, 7, 4, 5, 18, 8])
+    others = [7, 7, 4, 5, 8]
+    queues_w = max([6, *(len(row[6]) for row in rows)])
+    host_w = name_width((row[0] for row in rows), "HOST", [*others, min(queues_w, 18)])
+    return table(["HOST", "PID", "THREADS", "BUSY", "UP", "ID", "QUEUES"], rows, [host_w, *others, queues_w])
 
 
 def _running_table(running: list[dict[str, Any]]) -> str:
-    """What each busy thread runs, for how long, where (pid/thread); the task name last,
-    as in ``taskqueue dead list``, so only a long name makes a line longer than 80."""
+    """What each busy thread runs, for how long, where (pid/thread), how far it got (what
+    it reported with ``current_task().progress``); the task name last, as in ``taskqueue
+    dead list``, so only a long name makes a line longer than 80."""
     rows = [
-        [r["task_id"], ago(r["running_s"]), f"{r['pid']}/{r['thread'].rsplit('-', 1)[-1]}", r["task"] or "?"]
+        [
+            r["task_id"],
+            ago(r["running_s"]),
+            f"{r['pid']}/{r['thread'].rsplit('-', 1)[-1]}",
+            r.get("progress") or "",
+            r["task"] or "?",
+        ]
         for r in running
     ]
-    others = [32, 5, 10]
-    name_w = name_width((row[3] for row in rows), "TASK", others)
-    return table(["TASK ID", "FOR", "PID/THREAD", "TASK"], rows, [*others, name_w])
+    others = [32, 5, 10, 12]
+    name_w = name_width((row[4] for row in rows), "TASK", others)
+    return table(["TASK ID", "FOR", "PID/THREAD", "PROGRESS", "TASK"], rows, [*others, name_w])
 
 
 def _periodic_table(periodic: list[dict[str, Any]]) -> str:
     rows = [
-        [p.get("name", ""), p.get("queue", ""), _moment(p.get("next_run")), p.get("schedule", "")]
+        [
+            p.get("name", ""),
+            p.get("queue", ""),
+            _moment(p.get("next_run")),
+            p.get("schedule", "") + ("  (paused)" if p.get("paused") else ""),
+        ]
         for p in periodic
     ]
     others = [8, 14, 40]
@@ -200,14 +251,25 @@ def _periodic_table(periodic: list[dict[str, Any]]) -> str:
 
 
 def render_status(data: dict[str, Any]) -> str:
-    """The status as text tables (80 columns unless a task name needs more)."""
+    """The status as text tables (80 columns unless a name needs more: none is cut below
+    NAME_FLOOR characters, and the header line is never cut)."""
     totals = data["totals"]
-    out = [cut(f"taskqueue {__version__}  {data['url']}  namespace {data['namespace']}", 80), ""]
+    out = [f"taskqueue {__version__}  {data['url']}  namespace {data['namespace']}", ""]
     out.append(_queues_table(data["queues"]))
+    out.append(f"LAST MINUTE: {totals['last_minute']} task(s) finished, every process")
     if totals["scheduled"]:
         out.append(f"SCHEDULED: {totals['scheduled']} task(s), delayed or waiting to retry")
+    if totals.get("waiting"):
+        out.append(f"WAITING: {totals['waiting']} task(s) waiting for their dependencies (workflows)")
+        for w in data.get("waiting", []):
+            deps = ", ".join(w["waiting_for"][:3]) + (" ..." if len(w["waiting_for"]) > 3 else "")
+            out.append(f"  {w['id']} waits for {len(w['waiting_for'])}: {deps}")
     workers = data["workers"]
-    out += ["", f"WORKERS: {len(workers)} process(es), {totals['threads']} thread(s)"]
+    out += [
+        "",
+        f"WORKERS: {len(workers)} process(es), {totals['threads']} thread(s), "
+        f"{totals['running']} busy, {totals['idle_threads']} idle",
+    ]
     if workers:
         out.append(_workers_table(workers))
     out += [

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from taskqueue.admin import QueueAdmin
-    from taskqueue.broker.ports import Inspection, Producer
+    from taskqueue.broker.ports import FlowInspection, Inspection, Producer
     from taskqueue.config import Settings
     from taskqueue.health import HealthStatus
     from taskqueue.queue import TaskQueue
@@ -25,10 +25,20 @@ class Backend:
     #: Masked: shown in the page header.
     url: str
     health: Callable[[], HealthStatus]
+    #: The limit buckets and pools (flow control); None: this backend has none to show.
+    flow: FlowInspection | None = None
 
     @classmethod
     def of(cls, queue: TaskQueue) -> Backend:
-        return cls(queue.broker, queue.broker, queue, queue.settings, queue.broker.url, queue.health_check)
+        return cls(
+            queue.broker,
+            queue.broker,
+            queue,
+            queue.settings,
+            queue.broker.url,
+            queue.health_check,
+            queue.broker,
+        )
 
     @property
     def queues(self) -> list[str]:

@@ -32,13 +32,14 @@ PALETTE = ("#2b7bb9", "#d9534f", "#5cb85c", "#f0ad4e")
 def line_chart(
     title: str, series: Sequence[tuple[str, Sequence[float | None]]], minutes: int, unit: str = ""
 ) -> Markup:
-    """One SVG with a line per (label, values); values are per minute, oldest first,
-    None where nothing was observed (the line breaks there)."""
+    """One SVG with a line per (label, values) over the last ``minutes`` minutes; values
+    are evenly spaced points, oldest first, None where nothing was observed (the line
+    breaks there)."""
     values = [v for _, vs in series for v in vs if v is not None]
     top = max(values) if values else 0.0
     top = top * 1.1 if top else 1.0
     plot_w, plot_h = WIDTH - PAD_LEFT - 6, HEIGHT - PAD_BOTTOM - PAD_TOP
-    n = max(1, minutes - 1)
+    n = max(1, max((len(vs) for _, vs in series), default=1) - 1)
 
     def x(i: int) -> float:
         return PAD_LEFT + plot_w * i / n

@@ -11,6 +11,8 @@ from taskqueue.metrics.histogram import N_BUCKETS, LatencyStats
 
 #: The ranges the overview offers, in minutes.
 RANGES = {"1h": 60, "6h": 360, "24h": 1440}
+#: Minutes per chart point for each range: at most 96 points, summed in Redis.
+STEPS = {"1h": 1, "6h": 5, "24h": 15}
 
 
 @dataclasses.dataclass
@@ -75,4 +77,4 @@ def queue_history(queue: str, minutes: Sequence[Mapping[str, int]]) -> QueueHist
     )
 
 
-__all__ = ["RANGES", "Figures", "QueueHistory", "queue_history"]
+__all__ = ["RANGES", "STEPS", "Figures", "QueueHistory", "queue_history"]

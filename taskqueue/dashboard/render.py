@@ -21,6 +21,7 @@ NAV = [
     ("scheduled", "Scheduled"),
     ("dead", "Dead letters"),
     ("periodic", "Periodic"),
+    ("limits", "Limits"),
     ("search", "Search"),
 ]
 

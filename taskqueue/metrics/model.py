@@ -59,6 +59,8 @@ class QueueMetrics:
     priority: int = 0
     paused: bool = False
     pending_tasks: int = 0
+    #: Tasks WAITING for their dependencies (workflows); never in a worker.
+    waiting_tasks: int = 0
     #: Tasks in the dead-letter queue now (requeue or purge them).
     dead_letter_tasks: int = 0
     enqueued_tasks: int = 0
@@ -84,6 +86,7 @@ class QueueMetrics:
             "priority": self.priority,
             "paused": self.paused,
             "pending_tasks": self.pending_tasks,
+            "waiting_tasks": self.waiting_tasks,
             "dead_letter_tasks": self.dead_letter_tasks,
             "enqueued_tasks": self.enqueued_tasks,
             "processed_tasks": self.processed_tasks,
@@ -101,7 +104,7 @@ class QueueMetrics:
         age = self.oldest_pending_age_seconds
         return (
             f"QueueMetrics({self.queue_name!r}{' paused' if self.paused else ''}: "
-            f"pending={self.pending_tasks}"
+            f"pending={self.pending_tasks}, waiting={self.waiting_tasks}"
             f"{f' (oldest {_format_seconds(age)})' if age is not None else ''}, "
             f"processed={self.processed_tasks}, failed={self.failed_tasks}, "
             f"retried={self.retried_tasks}, dead={self.dead_tasks}, "
@@ -237,6 +240,8 @@ class TaskQueueMetrics:
     total_unserved_tasks: int = 0
     #: Tasks waiting for their delay or retry time.
     total_scheduled_tasks: int = 0
+    #: Tasks WAITING for their dependencies (workflows).
+    total_waiting_tasks: int = 0
     total_processed_tasks: int = 0
     total_failed_tasks: int = 0
     total_retried_tasks: int = 0
@@ -286,6 +291,7 @@ class TaskQueueMetrics:
             "total_prefetched_tasks": self.total_prefetched_tasks,
             "total_unserved_tasks": self.total_unserved_tasks,
             "total_scheduled_tasks": self.total_scheduled_tasks,
+            "total_waiting_tasks": self.total_waiting_tasks,
             "total_processed_tasks": self.total_processed_tasks,
             "total_failed_tasks": self.total_failed_tasks,
             "total_retried_tasks": self.total_retried_tasks,
@@ -310,6 +316,7 @@ class TaskQueueMetrics:
             f"process(es), {self.busy_workers} busy; pending={self.total_pending_tasks} ({queues}), "
             f"running={self.total_running_tasks}, prefetched={self.total_prefetched_tasks}, "
             f"unserved={self.total_unserved_tasks}, scheduled={self.total_scheduled_tasks}, "
+            f"waiting={self.total_waiting_tasks}, "
             f"processed={self.total_processed_tasks}, failed={self.total_failed_tasks}, "
             f"dead letters={self.dead_letter_tasks}, last minute={self.throughput_last_minute}, "
             f"tasks/worker={self.tasks_per_worker:.2f})"

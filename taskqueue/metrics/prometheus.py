@@ -150,9 +150,11 @@ class TaskQueueCollector(Collector):
         unserved.add_metric([], m.total_unserved_tasks)
         scheduled = gauge("scheduled_tasks", "Tasks waiting for their delay or retry time")
         scheduled.add_metric([], m.total_scheduled_tasks)
+        waiting = gauge("waiting_tasks", "Tasks waiting for their dependencies (workflows)")
+        waiting.add_metric([], m.total_waiting_tasks)
         processes = gauge("worker_processes", "Live worker processes")
         processes.add_metric([], m.worker_processes)
-        yield from (running, prefetched, unserved, scheduled, processes)
+        yield from (running, prefetched, unserved, scheduled, waiting, processes)
 
         threads = gauge(
             "worker_threads", "Worker threads of a live worker process", ["worker", "host", "pid"]

@@ -47,9 +47,16 @@ class QueueRow(widgets.HBox):
         )
 
 
-def _section(title: str | widgets.Widget, *children: widgets.Widget, width: str = "50%") -> widgets.VBox:
+def _section(title: str | widgets.Widget, *children: widgets.Widget) -> widgets.VBox:
+    """A titled part, as wide as its content asks (a table is never cut to half the
+    widget): two sit side by side when they fit, and the second goes below when not."""
     head = widgets.HTML(f"<h4 style='margin:4px 0'>{title}</h4>") if isinstance(title, str) else title
-    return widgets.VBox([head, *children], layout=widgets.Layout(width=width, padding="0 8px 4px 0"))
+    layout = widgets.Layout(flex="1 1 0%", min_width="max-content", padding="0 8px 4px 0")
+    return widgets.VBox([head, *children], layout=layout)
+
+
+def _row(*sections: widgets.Widget) -> widgets.HBox:
+    return widgets.HBox(list(sections), layout=widgets.Layout(flex_flow="row wrap", width="100%"))
 
 
 def _button(description: str, **options: str) -> widgets.Button:
@@ -65,7 +72,7 @@ class MonitorLayout(widgets.VBox):
         self.status = widgets.HTML()
         self.queue_rows = {name: QueueRow(name, priority) for name, priority in queues}
         self.totals = widgets.HTML()
-        self.queue_metrics = widgets.HTML(layout=widgets.Layout(overflow="auto"))
+        self.queue_metrics = widgets.HTML()
         self.chart = widgets.HTML()
         self.rates = widgets.HTML()
         self.workers_summary = widgets.HTML()
@@ -82,7 +89,8 @@ class MonitorLayout(widgets.VBox):
         self.periodic_title = widgets.HTML()
         self.periodic_table = widgets.HTML()
         self.dead_title = widgets.HTML()
-        self.dead_select = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="100%"))
+        # width auto: stretched to the section, margins included ("100%" and its margin overflow it)
+        self.dead_select = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="auto"))
         self.dead_detail = widgets.HTML()
         self.requeue_button = _button("requeue selected", icon="redo")
         self.requeue_all_button = _button("requeue all", icon="redo")
@@ -114,13 +122,12 @@ class MonitorLayout(widgets.VBox):
             self.dead_detail,
             widgets.HBox([self.requeue_button, self.requeue_all_button, self.purge_button]),
             self.confirm_box,
-            width="100%",
         )
         return [
             widgets.HTML(display.STYLE),
             self.header,
-            widgets.HBox([queues, chart]),
-            widgets.HBox([workers, scheduled]),
+            _row(queues, chart),
+            _row(workers, scheduled),
             dead,
             self.status,
         ]

@@ -29,6 +29,7 @@ def totals_html(snap: Snapshot, grace: float | None = None) -> str:
     line = (
         f"pending <b>{sum(snap.pending.values())}</b> · running <b>{snap.running}</b> · "
         f"prefetched <b>{snap.prefetched}</b> · scheduled <b>{snap.scheduled}</b> · "
+        f"waiting <b>{sum(snap.waiting.values())}</b> · "
         f"dead letters <b>{sum(snap.dead_letters.values())}</b>"
     )
     if snap.unserved:
@@ -86,8 +87,11 @@ def queue_metrics_html(metrics: TaskQueueMetrics) -> str:
     return display.table(rows, header)
 
 
-def workers_html(metrics: TaskQueueMetrics, here: str | None) -> tuple[str, str]:
-    """The workers' summary line and table; ``here`` is this process's worker id."""
+def workers_html(
+    metrics: TaskQueueMetrics, here: str | None, progress: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """The workers' summary line and table; ``here`` is this process's worker id; ``progress``
+    what running tasks reported, by task id."""
     rows = []
     for w in metrics.workers:
         label = f"{w.host or '?'}:{w.pid or '?'}" + (" (this process)" if w.worker_id == here else "")
@@ -108,15 +112,17 @@ def workers_html(metrics: TaskQueueMetrics, here: str | None) -> tuple[str, str]
     )
     header = ["process", "queues", "threads", "busy", "idle", "autoscaler target", "heartbeat"]
     table = display.table(rows, header) if rows else MUTED.format("no live worker process")
-    return summary, table + running_html(metrics)
+    return summary, table + running_html(metrics, progress)
 
 
 #: Busy threads listed under the workers table (the rest are counted).
 RUNNING_LIMIT = 20
 
 
-def running_html(metrics: TaskQueueMetrics) -> str:
-    """What each busy thread runs and for how long (counted to the snapshot's instant)."""
+def running_html(metrics: TaskQueueMetrics, progress: Mapping[str, str] | None = None) -> str:
+    """What each busy thread runs, for how long (counted to the snapshot's instant) and how
+    far it got (``progress``: what each task reported, by task id)."""
+    progress = progress or {}
     busy = [
         (w, t)
         for w in metrics.workers
@@ -132,11 +138,12 @@ def running_html(metrics: TaskQueueMetrics) -> str:
             t.task_name or "?",
             (t.task_id or "")[:12],
             display.duration(t.running_seconds),
+            progress.get(t.task_id or "", ""),
         )
         for w, t in busy[:RUNNING_LIMIT]
     ]
     more = len(busy) - len(rows)
-    table = display.table(rows, ["process", "thread", "running", "id", "for"])
+    table = display.table(rows, ["process", "thread", "running", "id", "for", "progress"])
     return table + (MUTED.format(f"… and {more} more busy threads") if more > 0 else "")
 
 

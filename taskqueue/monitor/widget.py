@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from taskqueue import display
 from taskqueue.broker import Snapshot, mask_url
+from taskqueue.broker.ports import ProgressStore
 from taskqueue.errors import TaskQueueError
 from taskqueue.metrics import TaskQueueMetrics, from_reading
 from taskqueue.monitor import render
 from taskqueue.monitor.chart import RateHistory, nice_max, rate_chart
 from taskqueue.monitor.controls import Controls, ThisProcess
 from taskqueue.monitor.layout import MonitorLayout
+from taskqueue.progress import decode as decode_progress
 
 if TYPE_CHECKING:
     from taskqueue.broker.ports import Inspection
@@ -81,6 +83,7 @@ class Monitor(MonitorLayout):
         self.metrics: TaskQueueMetrics | None = None
         #: How many refreshes read Redis; each is exactly one round trip.
         self.refreshes = 0
+        self._progress: dict[str, str] = {}
         self._rates = RateHistory(self.history_s, self.interval)
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -109,8 +112,22 @@ class Monitor(MonitorLayout):
             self.refreshes += 1
             self.snapshot = snap
             self.metrics = metrics = from_reading(snap.metrics_reading(), self.settings)
+            self._progress = self._read_progress(metrics)
             self._render(snap, metrics)
             return snap
+
+    def _read_progress(self, metrics: TaskQueueMetrics) -> dict[str, str]:
+        """What the running tasks reported (``current_task().progress``): one more round trip,
+        only while some thread runs a task."""
+        ids = [t.task_id for w in metrics.workers for t in w.thread_details if t.task_id]
+        if not ids or not isinstance(self.inspection, ProgressStore):
+            return {}
+        shown = {}
+        for task_id, raw in zip(ids, self.inspection.read_progress(ids), strict=True):
+            reported = decode_progress(raw)
+            if reported is not None:
+                shown[task_id] = str(reported)
+        return shown
 
     def _render(self, snap: Snapshot, metrics: TaskQueueMetrics) -> None:
         self.header.value = (
@@ -127,7 +144,7 @@ class Monitor(MonitorLayout):
         self.chart.value = rate_chart(rates.bins, rates.window_s) if rates else rate_chart([], self.history_s)
         self.rates.value = render.rates_html(snap, rates, metrics)
         self.workers_summary.value, self.workers_table.value = render.workers_html(
-            metrics, self.process.worker_id()
+            metrics, self.process.worker_id(), self._progress
         )
         self.threads_here.value = (
             "threads here: autoscaler"

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from taskqueue import context
@@ -27,6 +28,7 @@ from taskqueue.worker.events import AttemptEvents
 from taskqueue.worker.failure import FailureRecorder
 from taskqueue.worker.interrupt import AsyncLeaseLost
 from taskqueue.worker.state import Attempt, Shared, Slot
+from taskqueue.workflow.inputs import with_inputs
 
 log = logging.getLogger("taskqueue.worker")
 
@@ -96,6 +98,8 @@ class Executor:
     def _prepare(self, attempt: Attempt) -> Callable[[], Any]:
         """Check and decode the payload, then set the attempt up to run; raises Reject."""
         envelope = self._decode(attempt.delivery)
+        if "inputs" in envelope.options:  # a workflow member: its dependencies' results come first
+            envelope = with_inputs(envelope, self.shared.link, attempt.delivery)
         attempt.task_name = envelope.name
         try:
             definition = self.registry.get(envelope.name)
@@ -136,6 +140,9 @@ class Executor:
         attempt.ctx = context.TaskContext(
             delivery.id, definition.name, delivery.queue, delivery.attempt, timeout
         )
+        reporter = self.shared.progress
+        if reporter is not None:
+            attempt.ctx._sink = partial(reporter.report, delivery.id, delivery.queue, delivery.token)
         attempt.announced = True
         self.events.started(attempt, envelope.options)
         attempt.deadline = attempt.started + timeout
@@ -159,6 +166,8 @@ class Executor:
                     slot.in_user_code = False
         finally:
             context._set(None)
+            if self.shared.progress is not None and attempt.ctx is not None and attempt.ctx._sink is not None:
+                self.shared.progress.flush(attempt.delivery.id)  # its last value, before the outcome
 
     def _settle(self, attempt: Attempt, value: Any) -> Outcome | None:
         """What the task's return leads to: an ack to send, or an outcome recorded now."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskqueue.broker.errors import REDIS_ERRORS
-from taskqueue.errors import Retry
+from taskqueue.errors import RateLimited, Retry
 from taskqueue.retry import RetryPolicy, WaitStrategy, default_wait
 from taskqueue.serialization import dumps
 from taskqueue.worker.events import AttemptEvents
@@ -46,7 +46,8 @@ def exc_info(exc: BaseException) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a failed attempt leads to: ``action`` is "retry", "dead", "failed" or "cancelled"."""
+    """What a failed attempt leads to: ``action`` is "retry", "dead", "failed", "cancelled" or
+    "ratelimited" (``RateLimited``: back in Redis for ``delay`` s, the attempt not counted)."""
 
     action: str
     delay: float = 0.0
@@ -66,6 +67,8 @@ def decide(
         return Decision("dead", reason=str(getattr(exc, "reason", exc)))
     if force:
         return Decision(force, reason=f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, RateLimited):
+        return Decision("ratelimited", exc.delay)
     retries_left = attempt <= policy.max_retries
     if isinstance(exc, Retry):
         delay = exc.delay if exc.delay is not None else policy.delay(attempt, exc, fallback)
@@ -101,7 +104,7 @@ class FailureRecorder:
         logs = self._announce(attempt, exc, decision)
         stored = self._store(attempt, exc, decision, logs)
         self.shared.held.forget(attempt.delivery)
-        if stored and decision.action == "retry":
+        if stored and decision.action in ("retry", "ratelimited"):
             self.events.followed("task_retrying", attempt, exc, delay=decision.delay)
         elif stored and decision.action == "dead":
             self.events.followed("task_dead", attempt, exc, reason=decision.reason)
@@ -120,7 +123,7 @@ class FailureRecorder:
         if decision.action == "cancelled":
             return self.events.ended("task_cancelled", attempt, exc, reason=why)
         extra: dict[str, Any] = {"outcome": decision.action, "reason": why}
-        if decision.action == "retry":
+        if decision.action in ("retry", "ratelimited"):
             extra["delay"] = decision.delay
         return self.events.ended("task_failed", attempt, exc, **extra)
 
@@ -171,7 +174,7 @@ def _history_entry(info: dict[str, Any], attempt: int, decision: Decision) -> di
         "at_ms": int(time.time() * 1000),
         "action": decision.action,
     }
-    if decision.action == "retry":
+    if decision.action in ("retry", "ratelimited"):
         entry["retry_in_s"] = round(decision.delay, 3)
     return entry
 

@@ -15,7 +15,12 @@ from typing import Any
 
 from taskqueue.broker import TaskSet
 from taskqueue.broker.errors import REDIS_ERRORS
+from taskqueue.broker.ports import Dependencies
 from taskqueue.worker.state import Attempt, Backoff, Shared
+
+#: Workflow notices older than this are relayed by any heartbeat (younger ones are being
+#: relayed by the worker that stored the outcome; relaying twice changes nothing).
+RELAY_AGE_MS = 2000
 
 
 class Heartbeat:
@@ -48,6 +53,8 @@ class Heartbeat:
             taskset=taskset,
         )
         shared.taskset = taskset  # fetches lease by it once Redis knows it
+        if isinstance(shared.link, Dependencies):  # cluster: notices a dead worker left behind
+            shared.link.relay(shared.queues, min_age_ms=RELAY_AGE_MS)
         lost_ids = set(lost)
         for attempt in holding:
             if attempt.delivery.id not in lost_ids:

@@ -25,10 +25,11 @@ from typing import Any
 
 from taskqueue.broker import TaskSet
 from taskqueue.broker.errors import REDIS_ERRORS
-from taskqueue.broker.ports import WorkerLink
+from taskqueue.broker.ports import ProgressStore, WorkerLink
 from taskqueue.capture import OutputCapture
 from taskqueue.config import Settings
 from taskqueue.hooks import Hook, Hooks
+from taskqueue.progress import ProgressReporter
 from taskqueue.registry import TaskRegistry
 from taskqueue.serialization import Signer
 from taskqueue.worker.events import AttemptEvents
@@ -64,6 +65,8 @@ class WorkerPool:
         self.hooks = hooks if hooks is not None else Hooks()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._shared = Shared(link, settings, self.hooks, self.id, list(queues))
+        if isinstance(link, ProgressStore):
+            self._shared.progress = ProgressReporter(link)
         self._stop = self._shared.stop
         events = AttemptEvents(self.hooks, self.id)
         self._recorder = FailureRecorder(self._shared, events)
@@ -188,6 +191,8 @@ class WorkerPool:
         self._wake_idle(len(slots))
         finished = self._join_slots(slots, grace)
         self._stop.set()
+        if self._shared.progress is not None:
+            self._shared.progress.close()
         self._shared.watch.wake()
         self._shared.activity.set()  # the state publisher may be blocked on it
         try:

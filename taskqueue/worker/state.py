@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from taskqueue.broker.ports import WorkerLink
     from taskqueue.config import Settings
     from taskqueue.hooks import Hooks
+    from taskqueue.progress import ProgressReporter
     from taskqueue.registry import TaskDefinition
 
 log = logging.getLogger("taskqueue.worker")
@@ -233,6 +234,8 @@ class Shared:
     #: the server may hand the task to another worker, so that two attempts of
     #: one task never run at the same time (as far as Python can stop a thread).
     lease_limit: float = 0.0
+    #: Writes what tasks report with ``current_task().progress`` (None: the link stores none).
+    progress: ProgressReporter | None = None
     #: The queues this pool stopped serving on an answer that no retry can fix.
     refusals: Refusals = field(init=False)
 

@@ -8,6 +8,8 @@
 -- ARGV[1] id  ARGV[2] ttl ms for the cancelled record
 -- ARGV[3] '1' push the message to the worker's control list here; '0' return the
 -- worker instead (on a cluster the control lists are in another slot group)
+-- then, last: Keys.workflow_keys (workflows: a WAITING task is cancelled too, and a cancelled
+-- task tells its dependents, _lib_workflow.lua)
 -- Returns {the status the task had (false when there is no such task),
 --          the worker to tell (false when none, or when told here)}.
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -22,10 +24,16 @@ local function finish()
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[5], ttl)
   signal_done(KEYS[4], ttl)
+  wf_finished(wf_keys(), ARGV[1], 'CANCELLED', 'cancelled', now, ttl)  -- workflows
 end
 if status == 'PENDING' then
   redis.call('LREM', KEYS[2] .. redis.call('HGET', KEYS[1], 'queue'), 1, ARGV[1])
   redis.call('ZREM', KEYS[7], ARGV[1])
+  finish()
+elseif status == 'WAITING' then  -- workflows: it waited for dependencies
+  local W = wf_keys()
+  redis.call('DEL', W.deps .. ARGV[1])
+  redis.call('SREM', W.waiting .. redis.call('HGET', KEYS[1], 'queue'), ARGV[1])
   finish()
 elseif status == 'SCHEDULED' or status == 'RETRYING' then
   redis.call('ZREM', KEYS[3], ARGV[1])

@@ -5,12 +5,16 @@
 -- are checked before anything is written.
 -- KEYS[1] task prefix  KEYS[2] queue prefix  KEYS[3] queue wake prefix
 -- KEYS[4] scheduled zset  KEYS[5] scheduler wake list  KEYS[6] stats prefix
--- ARGV: 9 per task: id, payload, queue, task name, max_retries, signature ('' unsigned),
---       delay ms (<0: none), eta ms (0: none), nonce of the request that carries it
--- Returns one 1 per task written, 0 when a task with that id exists already. The
+-- KEYS[7] limit prefix (flow control, _lib_limits.lua)  KEYS[8] limits index hash
+-- ARGV: 11 per task: id, payload, queue, task name, max_retries, signature ('' unsigned),
+--       delay ms (<0: none), eta ms (0: none), nonce of the request that carries it,
+--       limit spec ('' none: see _lib_limits.lua), dedup spec ('' none: unique_for, debounce)
+-- Returns one 1 per task written, 0 when a task with that id exists already, or the id
+-- of the existing task a unique or debounced request collapsed into. The
 -- same request repeated (its reply was lost with a dropped connection and the
 -- client sent it again) finds its own nonce on its tasks and returns 1 for them.
 local tp, qp, wp, scheduled, wake_sched, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local STRIDE = 11
 local function expect(key, kind)
   local t = redis.call('TYPE', key)
   t = t.ok or t
@@ -20,7 +24,7 @@ local function expect(key, kind)
   end
 end
 local checked = {}
-for i = 1, #ARGV, 9 do
+for i = 1, #ARGV, STRIDE do
   local queue = ARGV[i + 2]
   if not checked[queue] then
     checked[queue] = true
@@ -33,10 +37,17 @@ if err then return err end
 
 local now = now_ms()
 local out, pending, queues, counts, scheduled_n = {}, {}, {}, {}, 0
-for i = 1, #ARGV, 9 do
+for i = 1, #ARGV, STRIDE do
   local id, queue, nonce = ARGV[i], ARGV[i + 2], ARGV[i + 8]
   local t = tp .. id
-  if redis.call('EXISTS', t) == 1 then  -- also catches an id repeated in the batch
+  -- flow control (_lib_limits.lua): a unique or debounced call may join an existing task
+  local joined = false
+  if ARGV[i + 10] ~= '' and redis.call('EXISTS', t) == 0 then
+    joined = limits_dedup(KEYS[7], tp, scheduled, ARGV[i + 10], id, ARGV[i + 1], ARGV[i + 5], now)
+  end
+  if joined then
+    out[#out + 1] = joined
+  elseif redis.call('EXISTS', t) == 1 then  -- also catches an id repeated in the batch
     out[#out + 1] = redis.call('HGET', t, 'nonce') == nonce and 1 or 0
   else
     local delay, eta = tonumber(ARGV[i + 6]), tonumber(ARGV[i + 7])
@@ -57,6 +68,10 @@ for i = 1, #ARGV, 9 do
     redis.call('HSET', t, 'payload', ARGV[i + 1], 'queue', queue, 'name', ARGV[i + 3],
       'max_retries', ARGV[i + 4], 'sig', ARGV[i + 5], 'attempts', 0, 'enqueued_ms', now,
       'token', '', 'status', status, 'due_ms', due, 'nonce', nonce)
+    if ARGV[i + 9] ~= '' then  -- flow control: the limits the fetch applies to it
+      redis.call('HSET', t, 'limit', ARGV[i + 9])
+      limits_index(KEYS[8], ARGV[i + 9], ARGV[i + 3])
+    end
     counts[queue] = (counts[queue] or 0) + 1
     out[#out + 1] = 1
   end

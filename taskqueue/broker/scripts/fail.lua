@@ -9,19 +9,32 @@
 -- KEYS[8] dead zset of the queue  KEYS[9] task prefix  KEYS[10] history prefix
 -- KEYS[11] done prefix  KEYS[12] metrics hash of the queue
 -- KEYS[13] the queue's minutes prefix (per-minute history, Keys.minutes)
--- ARGV[1] id  ARGV[2] token  ARGV[3] action  ARGV[4] history entry (JSON)
+-- KEYS[14] limit prefix  KEYS[15] queue prefix  KEYS[16] wake prefix (flow control)
+-- then, last: Keys.workflow_keys (workflows: a final failure tells the dependents, _lib_workflow.lua)
+-- ARGV[1] id  ARGV[2] token  ARGV[3] action ('ratelimited' too: RateLimited raised,
+--         see _lib_limits.lua)  ARGV[4] history entry (JSON)
 -- ARGV[5] error (msgpack)  ARGV[6] retry delay ms  ARGV[7] reason
 -- ARGV[8] result ttl ms  ARGV[9] dead max size  ARGV[10] dead ttl ms
 -- ARGV[11] runtime ms of the attempt (-1: not measured)
 -- ARGV[12] history retention ms (0: no history)
 -- Returns {stored (0/1), dead entries dropped}
-local task = redis.call('HMGET', KEYS[1], 'token', 'name')
+local task = redis.call('HMGET', KEYS[1], 'token', 'name', 'limit')
 if task[1] ~= ARGV[2] then
   return {0, 0}
 end
 local now = now_ms()
 local action = ARGV[3]
 local name = task[2]
+-- flow control (_lib_limits.lua): the slot goes back; RateLimited is not a failure
+if task[3] then limits_release(KEYS[14], KEYS[9], KEYS[15], KEYS[16], ARGV[1], task[3]) end
+if action == 'ratelimited' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('RPUSH', KEYS[5], ARGV[4])
+  redis.call('HSET', KEYS[1], 'token', '')
+  redis.call('HINCRBY', KEYS[4], 'rate_limited', 1)
+  limits_rate_limited(KEYS[1], ARGV[1], KEYS[6], KEYS[7], KEYS[5], tonumber(ARGV[6]), now, tonumber(ARGV[8]))
+  return {1, 0}
+end
 observe(KEYS[12], 'exec', name, tonumber(ARGV[11]))
 -- the per-minute history: every failed attempt but a cancellation
 if action ~= 'cancelled' then
@@ -52,6 +65,7 @@ if action == 'dead' then
   local dropped = bury(ARGV[1], ARGV[7], now, {task_prefix = KEYS[9], history_prefix = KEYS[10],
     done_prefix = KEYS[11], dead_key = KEYS[8], stats_key = KEYS[4], metrics_key = KEYS[12],
     max = tonumber(ARGV[9]), ttl = tonumber(ARGV[10])})
+  wf_finished(wf_keys(), ARGV[1], 'DEAD', ARGV[7], now, tonumber(ARGV[10]))  -- workflows
   return {1, dropped}
 end
 local ttl = tonumber(ARGV[8])
@@ -60,4 +74,5 @@ redis.call('HSET', KEYS[1], 'status', final, 'reason', ARGV[7], 'finished_ms', n
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[5], ttl)
 signal_done(KEYS[3], ttl)
+wf_finished(wf_keys(), ARGV[1], final, ARGV[7], now, ttl)  -- workflows
 return {1, 0}

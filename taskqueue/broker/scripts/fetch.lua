@@ -22,6 +22,9 @@
 -- KEYS[13] servers prefix (ZSET per queue and task name: task-set digest -> expiry ms)
 -- KEYS[14] task-set wake prefix  KEYS[15] unserved zset (task id -> first seen ms)
 -- KEYS[16] parked prefix (LIST per task name of the tasks no live worker serves)
+-- KEYS[17] limit prefix (flow control: a task held back by its rate or concurrency limit
+--          leaves the queue until it may run, see _lib_limits.lua)
+-- then, last: Keys.workflow_keys (workflows: a task buried or cancelled here tells its dependents)
 -- ARGV[1] worker id  ARGV[2] lease ms  ARGV[3] max tasks  ARGV[4] dead max size
 -- ARGV[5] dead ttl ms  ARGV[6] maintenance batch  ARGV[7] unserved grace ms
 -- ARGV[8] scan window (0: lease whatever comes, no task-set check)  ARGV[9..] queue names, by priority
@@ -35,11 +38,13 @@
 local tp, hp, dp, qp, wp, deadp, sp = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local leases, scheduled, paused, mp = KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local taskset, servers, setwake, unserved, parked = KEYS[12], KEYS[13], KEYS[14], KEYS[15], KEYS[16]
+local lp = KEYS[17]
 local worker, lease_ms, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local dead_max, dead_ttl, batch = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local grace, window = tonumber(ARGV[7]), tonumber(ARGV[8])
 local now = now_ms()
 local dropped = 0
+local W = wf_keys()  -- workflows
 
 local function dead_args(queue)
   return {task_prefix = tp, history_prefix = hp, done_prefix = dp, dead_key = deadp .. queue,
@@ -50,15 +55,17 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, batch)) do
   redis.call('ZREM', leases, id)
   local t = tp .. id
-  local fields = redis.call('HMGET', t, 'queue', 'attempts', 'max_retries', 'status')
+  local fields = redis.call('HMGET', t, 'queue', 'attempts', 'max_retries', 'status', 'limit')
   if fields[1] and (fields[4] == 'RUNNING' or fields[4] == 'LEASED') then
+    if fields[5] then limits_release(lp, tp, qp, wp, id, fields[5]) end  -- flow control
     local attempts, max_retries = tonumber(fields[2]) or 0, tonumber(fields[3]) or 0
     redis.call('RPUSH', hp .. id, '{"event":"lease-expired","at_ms":' .. now ..
       ',"attempt":' .. attempts .. ',"message":"the worker running this attempt stopped renewing its lease"}')
     redis.call('HINCRBY', sp .. fields[1], 'lease_expired', 1)
     if attempts > max_retries then
-      dropped = dropped + bury(id, 'lease-expired: the task was running on a worker that died, ' ..
-        attempts .. ' times', now, dead_args(fields[1]))
+      local why = 'lease-expired: the task was running on a worker that died, ' .. attempts .. ' times'
+      dropped = dropped + bury(id, why, now, dead_args(fields[1]))
+      wf_finished(W, id, 'DEAD', why, now, dead_ttl)  -- workflows
     else
       redis.call('HSET', t, 'status', 'PENDING', 'token', '')
       redis.call('LPUSH', qp .. fields[1], id)
@@ -82,8 +89,10 @@ end
 -- Bury a task that no live worker served for the grace period (first seen at since).
 local function bury_unserved(id, name, queue, since)
   redis.call('ZREM', unserved, id)
-  dropped = dropped + bury(id, "unknown-task: no live worker serves a task named '" .. name ..
-    "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)', now, dead_args(queue))
+  local why = "unknown-task: no live worker serves a task named '" .. name ..
+    "' on queue " .. queue .. ' (waited ' .. math.floor((now - since) / 1000) .. ' s for one)'
+  dropped = dropped + bury(id, why, now, dead_args(queue))
+  wf_finished(W, id, 'DEAD', why, now, dead_ttl)  -- workflows
 end
 
 -- 2b. Parked tasks whose grace ran out: still no live worker serves them.
@@ -102,7 +111,7 @@ end
 -- Queue entries come from Redis, so anyone who can write there controls them:
 -- an entry that is not a well-formed task is buried with a reason, never run,
 -- never dropped silently, and never allowed to make this script fail half-way.
-local KNOWN = {LEASED = 1, RUNNING = 1, SCHEDULED = 1, RETRYING = 1, SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1}
+local KNOWN = {LEASED = 1, RUNNING = 1, SCHEDULED = 1, RETRYING = 1, SUCCEEDED = 1, FAILED = 1, DEAD = 1, CANCELLED = 1, WAITING = 1}
 
 -- A task id the client can address again: UTF-8 text without braces, at most 512 bytes.
 local function valid_id(id)
@@ -204,7 +213,7 @@ end
 local function consider(queue, id)
   local t = tp .. id
   local fields = redis.call('HMGET', t, 'payload', 'sig', 'status', 'attempts', 'name', 'enqueued_ms',
-    'due_ms', 'unserved_ms', 'cancel_requested')
+    'due_ms', 'unserved_ms', 'cancel_requested', 'limit', 'held')
   local status, attempts = fields[3], fields[4]
   if not fields[1] and not status then
     bury_entry(queue, id, 'bad-entry: no task is stored for this queue entry', false)
@@ -219,10 +228,15 @@ local function consider(queue, id)
     redis.call('HSET', t, 'status', 'CANCELLED', 'finished_ms', now, 'token', '')
     redis.call('PEXPIRE', t, dead_ttl)
     signal_done(dp .. id, dead_ttl)
+    wf_finished(W, id, 'CANCELLED', 'cancelled', now, dead_ttl)  -- workflows
   elseif status == 'PENDING' then
     -- (a task written without a name field is leased: the worker reads the name in its payload)
     if window > 0 and fields[5] and fields[5] ~= '' and redis.call('SISMEMBER', taskset, fields[5]) == 0 then
       return not_mine(queue, id, fields)
+    end
+    -- flow control (_lib_limits.lua): held back by its rate or concurrency limit
+    if fields[10] and limits_hold(lp, tp, scheduled, leases, id, fields[10], fields[11], now) then
+      return true
     end
     lease(queue, id, fields)
   elseif not KNOWN[status] then

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from taskqueue.dashboard.views import dead, live, overview, periodic, queues, scheduled, tasks, workers
+from taskqueue.dashboard.views import (
+    dead,
+    limits,
+    live,
+    overview,
+    periodic,
+    queues,
+    scheduled,
+    tasks,
+    workers,
+)
 
 
 def register(bp: Blueprint) -> None:
-    for module in (live, overview, queues, workers, tasks, scheduled, dead, periodic):
+    for module in (live, overview, queues, workers, tasks, scheduled, dead, periodic, limits):
         module.register(bp)
 
 

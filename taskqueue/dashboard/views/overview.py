@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, request
 
 from taskqueue.dashboard.charts import line_chart
-from taskqueue.dashboard.history import RANGES, queue_history
+from taskqueue.dashboard.history import RANGES, STEPS, queue_history
 from taskqueue.dashboard.render import page
 from taskqueue.dashboard.views.live import fragment, live_view
 
@@ -24,7 +24,9 @@ def context() -> dict[str, Any]:
     minutes = RANGES[chosen]
     queues = backend.queues
     snap = backend.inspection.snapshot(queues, dead_limit=0, scheduled_limit=0)
-    current, raw = backend.inspection.history(queues, minutes)
+    step = STEPS[chosen]
+    current, raw = backend.inspection.history(queues, minutes, step)
+    per = "minute" if step == 1 else f"{step} minutes"
     health = backend.health()
     histories = [queue_history(q, raw[q]) for q in queues]
     charts = []
@@ -33,7 +35,7 @@ def context() -> dict[str, Any]:
             {
                 "queue": h.queue,
                 "throughput": line_chart(
-                    f"{h.queue}: attempts per minute",
+                    f"{h.queue}: attempts per {per}",
                     [("succeeded", [f.ok for f in h.minutes]), ("failed", [f.failed for f in h.minutes])],
                     minutes,
                 ),
@@ -67,6 +69,8 @@ def context() -> dict[str, Any]:
         "range": chosen,
         "ranges": list(RANGES),
         "minutes": minutes,
+        "minutes_per_point": step,
+        "last_window": "this minute" if step == 1 else f"in the last {step} minutes",
         "current_minute": current,
         "totals": totals,
         "snap": snap,
@@ -83,14 +87,15 @@ def data(ctx: dict[str, Any]) -> dict[str, Any]:
         "queues": {
             c["queue"]: {
                 "pending": ctx["snap"].pending.get(c["queue"], 0),
-                "ok_per_minute": [f.ok for f in c["history"].minutes],
-                "failed_per_minute": [f.failed for f in c["history"].minutes],
+                "ok_per_point": [f.ok for f in c["history"].minutes],
+                "failed_per_point": [f.failed for f in c["history"].minutes],
                 "p50_ms": [f.p50_ms for f in c["history"].minutes],
                 "p95_ms": [f.p95_ms for f in c["history"].minutes],
             }
             for c in ctx["charts"]
         },
         "current_minute": ctx["current_minute"],
+        "minutes_per_point": ctx["minutes_per_point"],
     }
 
 

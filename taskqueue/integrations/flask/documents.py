@@ -14,6 +14,7 @@ from typing import Any
 from taskqueue.broker import TaskRecord
 from taskqueue.errors import SerializationError
 from taskqueue.handle import error_of
+from taskqueue.progress import decode as decode_progress
 from taskqueue.serialization import loads
 from taskqueue.status import TaskStatus
 
@@ -58,6 +59,19 @@ def task_document(record: TaskRecord) -> dict[str, Any]:
         "finished_at": _time(record.finished_ms),
         "runtime_ms": record.runtime_ms,
     }
+    progress = decode_progress(record.progress)
+    if progress is not None:  # what the task reported (current_task().progress)
+        out["progress"] = {
+            "done": progress.done,
+            "total": progress.total,
+            "message": progress.message,
+            "updated_at": progress.updated_at.isoformat(),
+        }
+    if record.dependencies or record.workflow:  # workflows: what it waits for, what it is part of
+        out["dependencies"] = record.dependencies
+        out["workflow"] = record.workflow or None
+        if record.cause:
+            out["cause"] = record.cause
     if record.status == TaskStatus.SUCCEEDED.value:
         try:
             out["result"] = jsonable(loads(record.result or b"\xc0", what=f"result of task {record.id}"))
