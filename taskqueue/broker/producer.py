@@ -70,9 +70,9 @@ class RedisProducer(RedisCore, Producer):
 
     @cached_property
     def _group_commit(self) -> GroupCommit[EnqueueRequest, bool | str]:
-        return GroupCommit(self._write)
+        return GroupCommit(self._enqueue_now)
 
-    def _write(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
+    def _enqueue_now(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
         by_group: dict[Keys, list[int]] = {}
         for i, req in enumerate(requests):
             by_group.setdefault(self.keys.for_queue(req.queue), []).append(i)
