@@ -116,9 +116,11 @@ def test_compare_quick_run_for_taskqueue(redis_url: str, redis_client, tmp_path:
     report = json.loads(out.read_text())
     row = report["results"]["taskqueue"]
     assert "error" not in row
-    for metric in ("single_enqueue", "batch_enqueue", "end_to_end"):
+    for metric in ("single_enqueue", "threaded_enqueue", "batch_enqueue", "end_to_end"):
         assert row[metric]["median"] > 0 and math.isfinite(row[metric]["median"])
+    assert report["raw_lpush"]["single"]["median"] > 0 and report["raw_lpush"]["threaded"]["median"] > 0
     assert "| taskqueue | 1 process x 8 threads |" in proc.stdout
+    assert "| redis-py LPUSH loop (one round trip a call) |" in proc.stdout
     assert report["config"]["tasks"] == 200
 
 
@@ -129,22 +131,28 @@ def test_compare_targets_use_the_best_peer() -> None:
     finally:
         sys.path.remove(str(COMPARE.parent))
 
-    def row(label: str, single: float, batch: float, e2e: float) -> dict:
+    def row(label: str, single: float, threaded: float, batch: float, e2e: float) -> dict:
         return {
             "label": label,
             "single_enqueue": {"median": single},
+            "threaded_enqueue": {"median": threaded},
             "batch_enqueue": {"median": batch},
             "end_to_end": {"median": e2e},
         }
 
     report = {
         "results": {
-            "taskqueue": row("taskqueue", 3000, 90_000, 6000),
-            "rq-simple": row("RQ SimpleWorker", 3000, 9000, 300),
-            "huey": row("Huey", 1000, 1000, 2500),
-        }
+            "taskqueue": row("taskqueue", 3000, 9000, 90_000, 6000),
+            "rq-simple": row("RQ SimpleWorker", 3000, 3000, 9000, 300),
+            "huey": row("Huey", 1000, 4000, 1000, 2500),
+        },
+        "redis_benchmark": {50: {"LPUSH": {"median": 600_000}}},
+        "raw_lpush": {"single": {"median": 6000}},
     }
     got = {t["target"]: (t["against"], round(t["ratio"], 2), t["met"]) for t in compare.targets(report)}
-    assert got["end-to-end >= 3x the best peer"] == ("Huey", 2.4, False)
-    assert got["single enqueue >= 1.5x the best peer"] == ("RQ SimpleWorker", 1.0, False)
+    assert got["end-to-end >= 3.5x the best peer"] == ("Huey", 2.4, False)
+    assert got["single delay() >= 1.0x Huey's"] == ("Huey", 3.0, True)
+    assert got["8 producer threads >= 2x Huey with 8 threads"] == ("Huey", 2.25, True)
     assert got["enqueue_many >= 10x RQ enqueue_many"] == ("RQ", 10.0, True)
+    assert got["enqueue_many >= 30% of redis-benchmark -P 50 LPUSH"] == ("redis-benchmark", 0.15, False)
+    assert got["single delay() >= a raw redis-py LPUSH loop"] == ("redis-py LPUSH", 0.5, False)

@@ -8,9 +8,11 @@ should not reach it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from taskqueue.broker.core import RedisCore
+from taskqueue.broker.group_commit import GroupCommit
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import Producer
 from taskqueue.broker.records import EnqueueRequest, TaskRecord, pairs, text
@@ -59,25 +61,38 @@ class RedisProducer(RedisCore, Producer):
 
         On a single server that is one script call, so all of them or none; on a
         cluster, all or none per queue (each queue is its own slot group). A unique or
-        debounced request that joined an existing task answers that task's id.
+        debounced request that joined an existing task answers that task's id. Calls made
+        at the same moment by several threads share one round trip (``group_commit``).
         """
         if not requests:
             return []
+        return self._group_commit.submit(requests)
+
+    @cached_property
+    def _group_commit(self) -> GroupCommit[EnqueueRequest, bool | str]:
+        return GroupCommit(self._enqueue_now)
+
+    def _enqueue_now(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
         by_group: dict[Keys, list[int]] = {}
         for i, req in enumerate(requests):
             by_group.setdefault(self.keys.for_queue(req.queue), []).append(i)
             self.remember(req.id, req.queue)
 
-        def build(pipe: Any) -> None:
-            for k, members in by_group.items():
-                self.scripts.queue(
-                    pipe, "enqueue", enqueue_keys(k), enqueue_args([requests[i] for i in members])
-                )
+        calls = [
+            (enqueue_keys(k), enqueue_args([requests[i] for i in members])) for k, members in by_group.items()
+        ]
+        doing = f"enqueueing {len(requests)} task(s)"
+        if len(calls) == 1:  # one slot group (always, on a single server): one script call
+            keys, args = calls[0]
+            replies = [self.producer_call(doing, lambda: self.run_durable("enqueue", keys, args))]
+        else:
 
-        durable = [k.task_prefix for k in by_group]
-        replies = self.producer_call(
-            f"enqueueing {len(requests)} task(s)", lambda: self._pipeline(build, durable=durable)
-        )
+            def build(pipe: Any) -> None:
+                for keys, args in calls:
+                    self.scripts.queue(pipe, "enqueue", keys, args)
+
+            durable = [keys[0] for keys, _ in calls]
+            replies = self.producer_call(doing, lambda: self._pipeline(build, durable=durable))
         results: list[bool | str] = [False] * len(requests)
         for members, reply in zip(by_group.values(), replies, strict=True):
             for i, r in zip(members, reply, strict=True):
