@@ -21,7 +21,7 @@ import redis.connection
 
 from taskqueue import TaskFailed, TaskQueue
 from taskqueue.broker import MetricsReading
-from taskqueue.broker.records import busy_threads
+from taskqueue.broker.readings import busy_threads
 from taskqueue.broker.scripts import HISTOGRAM_BOUNDS_MS
 from taskqueue.config import Settings
 from taskqueue.metrics import BOUNDS_SECONDS, LatencyStats, TaskQueueMetrics, from_reading

@@ -23,16 +23,15 @@ from taskqueue.broker.ports import (
     SchedulerLink,
     WorkerLink,
 )
+from taskqueue.broker.readings import MetricsReading, Snapshot
 from taskqueue.broker.records import (
     DeadEntry,
     Delivery,
     EnqueueRequest,
     FetchResult,
-    MetricsReading,
     PeriodicClaim,
     PromoteResult,
     ScheduledEntry,
-    Snapshot,
     TaskRecord,
 )
 from taskqueue.broker.redis import RedisBroker

@@ -18,11 +18,10 @@ import redis
 from taskqueue.broker.core import RedisCore
 from taskqueue.broker.keys import Keys
 from taskqueue.broker.ports import Inspection
+from taskqueue.broker.readings import MetricsReading, Snapshot
 from taskqueue.broker.records import (
     DeadEntry,
-    MetricsReading,
     ScheduledEntry,
-    Snapshot,
     counters,
     pairs,
     server_ms,

@@ -22,14 +22,13 @@ if TYPE_CHECKING:
     from taskqueue.broker.diagnosis import WrongType
     from taskqueue.broker.limits import LimitPool
     from taskqueue.broker.plans import WorkflowPlan, WorkflowRecord
+    from taskqueue.broker.readings import MetricsReading, Snapshot
     from taskqueue.broker.records import (
         Delivery,
         EnqueueRequest,
         FetchResult,
-        MetricsReading,
         PeriodicClaim,
         PromoteResult,
-        Snapshot,
         TaskRecord,
     )
     from taskqueue.broker.task_registry import ServedTask, TaskSet, Unserved

@@ -18,7 +18,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from taskqueue.broker.core import RedisCore
 from taskqueue.broker.errors import REDIS_ERRORS
+from taskqueue.broker.records import text
+from taskqueue.broker.task_registry import TaskSet
 
 log = logging.getLogger("taskqueue.broker")
 
@@ -95,4 +98,62 @@ class WakeRelay:
             log.debug("wake-up relay could not give a token back to %s: %s", key, exc)
 
 
-__all__ = ["WakeRelay"]
+class RedisWakeups(RedisCore):
+    """The wake-ups and control messages of ``WorkerLink``: idle threads block on their
+    queues' wake lists (through a ``WakeRelay`` on a cluster), a worker process hears of
+    cancellations on its control list."""
+
+    def wait_for_work(
+        self, queues: Sequence[str], worker_id: str, timeout: float, taskset: TaskSet | None = None
+    ) -> bool:
+        """Block until a queue's wake list, the task set's or this worker's own has a token.
+
+        On a cluster through a ``WakeRelay`` (one per worker, queues and task set), since
+        one BLPOP cannot span slot groups.
+        """
+        groups = []
+        for k, members in self.keys.groups(queues):
+            keys = [k.wake(q) for q in members]
+            if taskset is not None:
+                keys.append(k.wake_taskset(taskset.digest))
+            groups.append([*keys, k.wake_scheduler])
+        own = self.keys.namespace_wide.wake_worker(worker_id)
+        if not self.keys.cluster:
+            (keys,) = groups or [[]]
+            return self.client.blpop([*keys, own], timeout=max(0.01, timeout)) is not None
+        which = (worker_id, tuple(queues), taskset.digest if taskset else "")
+        with self._where_lock:
+            relay = self._relays.get(which)
+            if relay is None:
+                block = self.settings.workers.idle_poll_seconds
+                relay = self._relays[which] = WakeRelay(self.client, [*groups, [own]], block)
+        return relay.wait(timeout)
+
+    def wait_control(self, worker_id: str, timeout: float) -> list[str]:
+        """Block up to timeout for control messages to this worker; return them all."""
+        key = self.keys.control(worker_id)
+        first = self.client.blpop([key], timeout=max(0.01, timeout))
+        if first is None:
+            return []
+        pipe = self.client.pipeline(transaction=True)
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        rest = pipe.execute()[0]
+        return [text(m) for m in [first[1], *rest] if m]
+
+    def send_control(self, worker_id: str, message: str = "") -> None:
+        key = self.keys.control(worker_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(key, message)
+        pipe.pexpire(key, 60000)
+        pipe.execute()
+
+    def wake_workers(self, worker_id: str, count: int) -> None:
+        key = self.keys.wake_worker(worker_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.rpush(key, *(["1"] * max(1, count)))
+        pipe.expire(key, 60)
+        pipe.execute()
+
+
+__all__ = ["RedisWakeups", "WakeRelay"]

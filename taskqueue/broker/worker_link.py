@@ -13,55 +13,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from taskqueue.broker.core import RedisCore
 from taskqueue.broker.diagnosis import WrongType, wrong_types
 from taskqueue.broker.keys import Keys
+from taskqueue.broker.lower_queues import PEEK, chunks, earliest, peek, worth_visiting
 from taskqueue.broker.ports import Ack, WorkerLink
 from taskqueue.broker.records import Delivery, FetchResult, text
 from taskqueue.broker.task_registry import TaskSet
-from taskqueue.broker.wakeups import WakeRelay
+from taskqueue.broker.wakeups import RedisWakeups
 
 #: How many entries past the ones it takes a fetch reads to find tasks of its own task
 #: set behind tasks it cannot run (which stay in place for a worker that can).
 SCAN_WINDOW = 64
 
-#: Commands ``_peek`` queues per slot group.
-_PEEK = 5
 
-
-def _peek(pipe: Any, k: Keys, queue: str) -> None:
-    """On a cluster, the cheap look at a lower-priority queue taken along with a fetch:
-    is anything waiting, is it paused, and when its scheduled tasks, leases and unserved
-    tasks fall due, which only its own fetch script sees to."""
-    pipe.llen(k.queue(queue))
-    pipe.sismember(k.paused, queue)
-    pipe.zrange(k.scheduled, 0, 0, withscores=True)
-    pipe.zrange(k.leases, 0, 0, withscores=True)
-    pipe.zrange(k.unserved, 0, 0, withscores=True)
-
-
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _first_score(reply: Any) -> int:
-    return int(reply[0][1]) if reply else -1
-
-
-def _earliest(a: int, b: int) -> int:
-    return b if a < 0 else a if b < 0 else min(a, b)
-
-
-def _worth_visiting(peek: list[Any], now_ms: int, grace_ms: int) -> tuple[bool, int]:
-    """(whether a fetch there may find work now, the group's earliest due time or -1)."""
-    length, paused, scheduled, leases, unserved = peek
-    due = _earliest(_first_score(scheduled), _first_score(leases))
-    parked = _first_score(unserved)
-    expired = parked >= 0 and parked + grace_ms <= now_ms
-    return (int(length) > 0 and not paused) or (0 <= due <= now_ms) or expired, due
-
-
-class RedisWorkerLink(RedisCore, WorkerLink):
+class RedisWorkerLink(RedisWakeups, WorkerLink):
     """``WorkerLink`` on Redis. The hot path, ``ack_and_fetch``, is one pipeline."""
 
     @property
@@ -187,7 +152,7 @@ class RedisWorkerLink(RedisCore, WorkerLink):
             if first is not None:
                 self._fetch_call(pipe, first[0], worker_id, first[1], count, taskset)
             for k, members in rest:
-                _peek(pipe, k, members[0])
+                peek(pipe, k, members[0])
             for k, _ in acked[:outboxes]:
                 pipe.zcard(k.outbox)
 
@@ -203,12 +168,12 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         self._remember(fetched)
         peeks = replies[len(acked) + 1 :]
         grace_ms = int(self.settings.workers.unknown_task_grace * 1000)
-        for (k, members), peek in zip(rest, _chunks(peeks, _PEEK), strict=True):
+        for (k, members), looked in zip(rest, chunks(peeks, PEEK), strict=True):
             if len(fetched.deliveries) >= count or fetched.taskset_missing:
                 break
-            worth, due = _worth_visiting(peek, fetched.now_ms, grace_ms)
+            worth, due = worth_visiting(looked, fetched.now_ms, grace_ms)
             if not worth:
-                fetched = replace(fetched, next_due_ms=_earliest(fetched.next_due_ms, due))
+                fetched = replace(fetched, next_due_ms=earliest(fetched.next_due_ms, due))
                 continue
             want = count - len(fetched.deliveries)
 
@@ -405,59 +370,6 @@ class RedisWorkerLink(RedisCore, WorkerLink):
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(self.keys.workers, worker_id)
         pipe.delete(self.keys.worker(worker_id))
-        pipe.execute()
-
-    # -- wake-ups and control messages -------------------------------------------------------
-    def wait_for_work(
-        self, queues: Sequence[str], worker_id: str, timeout: float, taskset: TaskSet | None = None
-    ) -> bool:
-        """Block until a queue's wake list, the task set's or this worker's own has a token.
-
-        On a cluster through a ``WakeRelay`` (one per worker, queues and task set), since
-        one BLPOP cannot span slot groups.
-        """
-        groups = []
-        for k, members in self.keys.groups(queues):
-            keys = [k.wake(q) for q in members]
-            if taskset is not None:
-                keys.append(k.wake_taskset(taskset.digest))
-            groups.append([*keys, k.wake_scheduler])
-        own = self.keys.namespace_wide.wake_worker(worker_id)
-        if not self.keys.cluster:
-            (keys,) = groups or [[]]
-            return self.client.blpop([*keys, own], timeout=max(0.01, timeout)) is not None
-        which = (worker_id, tuple(queues), taskset.digest if taskset else "")
-        with self._where_lock:
-            relay = self._relays.get(which)
-            if relay is None:
-                block = self.settings.workers.idle_poll_seconds
-                relay = self._relays[which] = WakeRelay(self.client, [*groups, [own]], block)
-        return relay.wait(timeout)
-
-    def wait_control(self, worker_id: str, timeout: float) -> list[str]:
-        """Block up to timeout for control messages to this worker; return them all."""
-        key = self.keys.control(worker_id)
-        first = self.client.blpop([key], timeout=max(0.01, timeout))
-        if first is None:
-            return []
-        pipe = self.client.pipeline(transaction=True)
-        pipe.lrange(key, 0, -1)
-        pipe.delete(key)
-        rest = pipe.execute()[0]
-        return [text(m) for m in [first[1], *rest] if m]
-
-    def send_control(self, worker_id: str, message: str = "") -> None:
-        key = self.keys.control(worker_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.rpush(key, message)
-        pipe.pexpire(key, 60000)
-        pipe.execute()
-
-    def wake_workers(self, worker_id: str, count: int) -> None:
-        key = self.keys.wake_worker(worker_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.rpush(key, *(["1"] * max(1, count)))
-        pipe.expire(key, 60)
         pipe.execute()
 
     def wrong_types(self, queues: Sequence[str]) -> list[WrongType]:

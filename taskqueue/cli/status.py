@@ -30,7 +30,7 @@ from taskqueue.urls import mask_url
 
 if TYPE_CHECKING:
     from taskqueue.broker.ports import Inspection
-    from taskqueue.broker.records import MetricsReading
+    from taskqueue.broker.readings import MetricsReading
     from taskqueue.periodic import PeriodicTask
 
 

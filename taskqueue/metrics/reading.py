@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from taskqueue.broker.records import busy_threads
+from taskqueue.broker.readings import busy_threads
 from taskqueue.metrics.histogram import LatencyStats
 from taskqueue.metrics.model import (
     AutoscalerMetrics,
