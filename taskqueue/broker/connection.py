@@ -132,8 +132,14 @@ def _cluster_client(url: str, settings: RedisSettings, common: dict[str, Any]) -
         def _record_error_metric(self, error: Exception, connection: Any, *args: Any, **kwargs: Any) -> None:
             _when_connected(super()._record_error_metric)(error, connection, *args, **kwargs)
 
+    from redis.maint_notifications import MaintNotificationsConfig
+
     client = Cluster(
         policy_resolver=_scripts_by_keys(),
+        # Off: on every new connection the cluster client would send CLIENT
+        # MAINT_NOTIFICATIONS, which servers before Redis 8 refuse (Redis 6.2 logs it as an
+        # ACL denial of the user the ACL line makes). The workers reconnect by themselves.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
         startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
         username=address.username,
         password=address.password,
