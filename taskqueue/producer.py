@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -79,9 +78,8 @@ def check_call(
 ) -> None:
     """Refuse a call its function cannot take; a workflow member's first argument is the
     result of what it follows, so one more leading argument is counted for it."""
-    try:
-        signature = inspect.signature(definition.target)
-    except (TypeError, ValueError):  # builtins without a signature: the call decides
+    signature = _signature(definition.target)  # read once per function, not per call
+    if signature is None:  # builtins without a signature: the call decides
         return
     try:
         signature.bind(*((None,) if inputs else ()), *args, **kwargs)
@@ -181,7 +179,8 @@ class TaskSender:
         delay_s = seconds(delay, "delay")
         if definition.kind == "class":
             check_fields(definition.target, kwargs)  # type: ignore[arg-type]
-        elif isinstance(item, Signature):  # fn.s(...) binds partially: the whole call is checked here
+        elif isinstance(item, Signature) and (not item.checked or options.get("inputs")):
+            # fn.s(...) may bind partially (a workflow supplies the rest): checked whole here
             check_call(definition, args, kwargs, inputs=bool(options.get("inputs")))
         if options and (problem := options_problem(options)) is not None:
             raise ValueError(f"task {definition.name}: option {problem}")

@@ -134,6 +134,9 @@ class Signature:
     unique_for: float | None = None
     #: What ``fn.s(...)`` was sent through: lets ``chain(...).delay()`` find its queue.
     sender: Any = dataclasses.field(default=None, compare=False, repr=False)
+    #: The arguments were bound to the function's signature in full already (``delay()``,
+    #: ``apply_async``, a complete ``fn.s(...)``), so sending need not bind them again.
+    checked: bool = dataclasses.field(default=False, compare=False, repr=False)
 
 
 class TaskFunction(Generic[P, R]):
@@ -169,10 +172,15 @@ class TaskFunction(Generic[P, R]):
         supplies (``chain(fetch.s(url), parse.s())``: ``parse`` gets ``fetch``'s result);
         the whole call is checked when it is sent."""
         try:
-            self.signature.bind_partial(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.name}{self.signature}: {exc}") from None
-        return Signature(self.name, args, dict(kwargs), sender=self.sender)
+            self.signature.bind(*args, **kwargs)
+            checked = True
+        except TypeError:
+            checked = False  # a workflow may supply the leading arguments: partial is fine
+            try:
+                self.signature.bind_partial(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self.name}{self.signature}: {exc}") from None
+        return Signature(self.name, args, dict(kwargs), sender=self.sender, checked=checked)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         return self.apply_async(args=args, kwargs=kwargs)
@@ -217,7 +225,9 @@ class TaskFunction(Generic[P, R]):
                 raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
             options["max_retries"] = max_retries
         key, seconds = check_unique_call(unique_key, unique_for)
-        sig = Signature(self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options, key, seconds)
+        sig = Signature(
+            self.name, tuple(args), dict(kwargs or {}), queue, delay, eta, options, key, seconds, checked=True
+        )
         self.check_arguments(sig.args, sig.kwargs)
         if depends_on is None and on_dependency_failure == "cancel":
             return self.sender.enqueue(sig, task_id=task_id)
