@@ -116,7 +116,10 @@ def test_a_rate_limit_holds_across_processes_and_holds_nothing_back(procs: Procs
     report("rate-limit-10/s", tasks=40, span_s=round(span, 2), busiest_window=window,
            free_behind_s=round(free_done - sent, 3), processes=len(pids))  # fmt: skip
     assert window <= 10 + 1, f"{window} starts in one second (limit 10, burst 1)"
-    assert 3.5 <= span <= 5.0, f"40 starts at 10/s took {span:.2f} s (3.9 expected)"
+    # 3.9 s is the ideal; the upper bound leaves room for a loaded 2-core machine (5.2 s seen
+    # while the whole suite ran beside it). A starved limiter (held tasks waiting for idle
+    # polls instead of being woken when their turn comes) takes several times longer.
+    assert 3.5 <= span <= 7.0, f"40 starts at 10/s took {span:.2f} s (3.9 expected)"
     assert free_done - sent < 1.0, "the unlimited tasks waited behind the limited ones"
     assert len(pids) >= 2, "one process ran everything: the limit was not shared"
     assert all(h.status == "SUCCEEDED" for h in limited + free)
