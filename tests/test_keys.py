@@ -4,6 +4,8 @@ group per queue, with the namespace-wide keys in the namespace's own."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import pytest
 from redis.crc import key_slot
 
@@ -80,6 +82,6 @@ def test_on_a_cluster_each_queue_is_a_slot_group_of_its_own() -> None:
 
 
 def test_every_key_is_classified() -> None:
-    names = {n for n in dir(Keys) if isinstance(getattr(Keys, n), property)}
+    names = {n for n in dir(Keys) if isinstance(getattr(Keys, n), (property, cached_property))}
     names -= {"base", "namespace_wide", "workflow_keys"}  # workflow_keys: a list of the keys above
     assert names == set(PER_QUEUE_GROUP) | set(NAMESPACE_WIDE)

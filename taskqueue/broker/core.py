@@ -177,9 +177,11 @@ class RedisCore:
             raise self.wrap_error(exc, doing) from exc
 
     # -- running scripts ------------------------------------------------------------------
-    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    def _run(
+        self, name: str, keys: list[str], args: list[Any], send: Callable[..., Any] | None = None
+    ) -> Any:
         """One script call, one round trip (loading the scripts first after NOSCRIPT)."""
-        return self.scripts.run(self.client, name, keys, args)
+        return self.scripts.run(self.client, name, keys, args, send)
 
     def _pipeline(self, build: Callable[[Any], None], durable: Sequence[str] = ()) -> list[Any]:
         """Run a pipeline of commands and script calls, one reply per command.
@@ -249,10 +251,12 @@ class RedisCore:
                     "it is stored on the primary but a failover now could lose it"
                 )
 
-    def run_durable(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    def run_durable(
+        self, name: str, keys: list[str], args: list[Any], send: Callable[..., Any] | None = None
+    ) -> Any:
         """``_run`` for a write that must reach the replicas (``redis.min_replicas_ack``)."""
         if self.settings.redis.min_replicas_ack <= 0:
-            return self._run(name, keys, args)
+            return self._run(name, keys, args, send)
         return self._pipeline(lambda pipe: self.scripts.queue(pipe, name, keys, args), durable=keys[:1])[0]
 
 

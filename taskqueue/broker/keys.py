@@ -28,18 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, cached_property
 
 
 @dataclass(frozen=True)
 class Keys:
+    """The names of one slot group's keys. Each name is computed once per ``Keys``
+    (``cached_property``; equality and hashing use the three fields only)."""
+
     namespace: str = "taskqueue"
     #: True on a Redis Cluster: each queue gets a slot group of its own.
     cluster: bool = False
     #: The queue whose slot group these keys name ('' : the namespace-wide group).
     queue_group: str = ""
 
-    @property
+    @cached_property
     def base(self) -> str:
         tag = self.namespace + ("/" + self.queue_group if self.queue_group else "")
         return "{" + tag + "}:"
@@ -48,7 +51,7 @@ class Keys:
         """The keys of ``queue``'s slot group (on a single server: these keys)."""
         return _queue_keys(self, queue) if self.cluster else self
 
-    @property
+    @cached_property
     def namespace_wide(self) -> Keys:
         """The keys of the namespace-wide group (workers, control lists, task names)."""
         return replace(self, queue_group="") if self.queue_group else self
@@ -64,23 +67,23 @@ class Keys:
         return list(out.items())
 
     # Per task -------------------------------------------------------------
-    @property
+    @cached_property
     def task_prefix(self) -> str:
         """HASH per task: payload, status, attempts, token, result, error..."""
         return self.base + "task:"
 
-    @property
+    @cached_property
     def history_prefix(self) -> str:
         """LIST per task: one JSON document per failed attempt or recovery."""
         return self.base + "history:"
 
-    @property
+    @cached_property
     def done_prefix(self) -> str:
         """LIST per task: gets one element when the task reaches a final state,
         so ``result()`` can block on it (BRPOPLPUSH onto itself) instead of polling."""
         return self.base + "done:"
 
-    @property
+    @cached_property
     def logs_prefix(self) -> str:
         """LIST per task of what it printed or logged (``handle.logs``), one element per
         line, prefixed by a one-letter kind (see ``taskqueue.capture``). Written only when
@@ -101,22 +104,22 @@ class Keys:
         return self.logs_prefix + task_id
 
     # Per queue ------------------------------------------------------------
-    @property
+    @cached_property
     def queue_prefix(self) -> str:
         """LIST per queue of pending task ids; RPUSH at the tail, LPOP at the head."""
         return self.base + "queue:"
 
-    @property
+    @cached_property
     def wake_prefix(self) -> str:
         """LIST per queue of wake-up tokens that idle workers block on."""
         return self.base + "wake:"
 
-    @property
+    @cached_property
     def dead_prefix(self) -> str:
         """ZSET per queue of dead task ids, scored by the time they died."""
         return self.base + "dead:"
 
-    @property
+    @cached_property
     def stats_prefix(self) -> str:
         """HASH per queue of counters (processed, failed, retried, dead, ...)."""
         return self.base + "stats:"
@@ -133,7 +136,7 @@ class Keys:
     def stats(self, name: str) -> str:
         return self.stats_prefix + name
 
-    @property
+    @cached_property
     def metrics_prefix(self) -> str:
         """HASH per queue, written by the ack/fail/fetch scripts in the same call as the
         state change, so metrics cost no extra round trip. Bounded: its size depends on
@@ -152,7 +155,7 @@ class Keys:
     def metrics(self, name: str) -> str:
         return self.metrics_prefix + name
 
-    @property
+    @cached_property
     def minutes_prefix(self) -> str:
         """HASH per queue and minute (``minutes:<queue>:<epoch minute>``): the history the
         dashboard charts, written by ack.lua and fail.lua in the call that stores the
@@ -173,7 +176,7 @@ class Keys:
         return self.minutes(name) + str(int(minute))
 
     # Flow control (DESIGN 11, ``_lib_limits.lua``) --------------------------
-    @property
+    @cached_property
     def limit_prefix(self) -> str:
         """Prefix of the flow-control keys of the queues of this group. The scripts append a
         kind and a suffix the producer wrote (``taskqueue.limits``): ``rate:<queue> <bucket>``
@@ -199,39 +202,39 @@ class Keys:
     def debounce(self, queue: str, key: str) -> str:
         return self.limit_prefix + "debounce:" + queue + " " + key
 
-    @property
+    @cached_property
     def limits_index(self) -> str:
         """HASH ``<queue> <bucket>`` -> ``<interval ms>|<concurrency>|<task name>`` of every limited bucket
         the group's queues have seen (written at enqueue), for the dashboard's limits page."""
         return self.base + "limits"
 
     # Shared ---------------------------------------------------------------
-    @property
+    @cached_property
     def leases(self) -> str:
         """ZSET task id -> lease deadline (ms, server clock)."""
         return self.base + "leases"
 
-    @property
+    @cached_property
     def scheduled(self) -> str:
         """ZSET task id -> due time (ms, server clock): delayed tasks and retries."""
         return self.base + "scheduled"
 
-    @property
+    @cached_property
     def wake_scheduler(self) -> str:
         """LIST that wakes one idle worker when a task is scheduled earlier than it planned."""
         return self.base + "wake-scheduled"
 
-    @property
+    @cached_property
     def paused(self) -> str:
         """SET of queue names that workers do not take from."""
         return self.base + "paused"
 
-    @property
+    @cached_property
     def workers(self) -> str:
         """ZSET worker id -> heartbeat deadline (ms); expired members are dead workers."""
         return self.base + "workers"
 
-    @property
+    @cached_property
     def worker_prefix(self) -> str:
         """HASH per worker process: host, pid, queues, threads, started-at."""
         return self.base + "worker:"
@@ -243,7 +246,7 @@ class Keys:
         """LIST private to one worker process: pushed to stop its idle threads at once."""
         return self.base + "wake-worker:" + worker_id
 
-    @property
+    @cached_property
     def control_prefix(self) -> str:
         """LIST per worker process of control messages (ids of tasks asked to cancel),
         read by its heartbeat thread so a cancel reaches a running task at once."""
@@ -252,32 +255,32 @@ class Keys:
     def control(self, worker_id: str) -> str:
         return self.control_prefix + worker_id
 
-    @property
+    @cached_property
     def autoscaler(self) -> str:
         """HASH of autoscaler decision counters (scale_up, scale_down) and the last
         decision (JSON), summed over every process that runs an autoscaler."""
         return self.base + "autoscaler"
 
-    @property
+    @cached_property
     def periodic(self) -> str:
         """HASH periodic name -> JSON document (task, queue, schedule, next and last run,
         run counters), written at registration and with every claimed slot."""
         return self.base + "periodic"
 
-    @property
+    @cached_property
     def periodic_due(self) -> str:
         """ZSET periodic name -> next run (ms, server clock). Schedulers claim a slot by
         compare-and-set on this score, which is what makes each slot run once."""
         return self.base + "periodic-due"
 
-    @property
+    @cached_property
     def periodic_paused(self) -> str:
         """SET of paused periodic names: their slots are claimed and skipped, not run
         (in the slot group of each periodic task's queue, beside its definition)."""
         return self.base + "periodic-paused"
 
     # The task registry ------------------------------------------------------
-    @property
+    @cached_property
     def taskset_prefix(self) -> str:
         """SET per task set (digest of a worker's task names and queues) of the task names
         it serves; the fetch script leases only tasks whose name is in the caller's set.
@@ -287,13 +290,13 @@ class Keys:
     def taskset(self, digest: str) -> str:
         return self.taskset_prefix + digest
 
-    @property
+    @cached_property
     def servers_prefix(self) -> str:
         """ZSET per queue and task name (``servers:<queue>:<name>``): task-set digest ->
         expiry (ms). Tells the fetch script whether a live worker serves a task it cannot."""
         return self.base + "servers:"
 
-    @property
+    @cached_property
     def wake_taskset_prefix(self) -> str:
         """LIST per task set of wake-up tokens: pushed when a worker leaves in its queue a
         task that this task set serves, so one of its idle threads takes it at once."""
@@ -302,50 +305,50 @@ class Keys:
     def wake_taskset(self, digest: str) -> str:
         return self.wake_taskset_prefix + digest
 
-    @property
+    @cached_property
     def task_names(self) -> str:
         """ZSET task name -> until when (ms) a live worker serves it (``taskqueue tasks``)."""
         return self.base + "task-names"
 
-    @property
+    @cached_property
     def task_definitions(self) -> str:
         """HASH task name -> JSON (default queue, parameter names) as its workers publish it."""
         return self.base + "task-definitions"
 
-    @property
+    @cached_property
     def parked_prefix(self) -> str:
         """LIST per task name of tasks taken out of their queue because no live worker
         served that name; a worker that serves it puts them back when it publishes."""
         return self.base + "parked:"
 
-    @property
+    @cached_property
     def unserved(self) -> str:
         """ZSET task id -> when (ms) a fetch first found no live worker serving it; the task
         is dead-lettered as unknown-task once ``workers.unknown_task_grace`` has passed."""
         return self.base + "unserved"
 
     # Workflows (DESIGN 10; taskqueue.broker.dependencies) ---------------------
-    @property
+    @cached_property
     def deps_prefix(self) -> str:
         """SET per WAITING task of the ids of the dependencies it still waits for (in the
         dependent's group). The script that removes the last one releases the task."""
         return self.base + "deps:"
 
-    @property
+    @cached_property
     def dependents_prefix(self) -> str:
         """LIST per task of its dependents (in the dependency's group), one entry each:
         the dependent's task prefix, queue, id, input index and whether it takes the
         result, NUL-separated. Read by the script that stores the task's final outcome."""
         return self.base + "dependents:"
 
-    @property
+    @cached_property
     def outbox(self) -> str:
         """ZSET of notices (cluster only): "task X ended S, tell dependent D", written by the
         outcome script when D is in another slot group, scored by when; a relay applies
         each to D's group (idempotently) and removes it."""
         return self.base + "outbox"
 
-    @property
+    @cached_property
     def waiting_prefix(self) -> str:
         """SET per queue of its WAITING task ids (readers count and list them)."""
         return self.base + "waiting:"
@@ -353,7 +356,7 @@ class Keys:
     def waiting(self, queue: str) -> str:
         return self.waiting_prefix + queue
 
-    @property
+    @cached_property
     def workflow_prefix(self) -> str:
         """HASH per workflow (chain, group, chord): kind, created_ms, total, members (JSON)."""
         return self.base + "workflow:"
@@ -361,12 +364,12 @@ class Keys:
     def workflow(self, workflow_id: str) -> str:
         return self.workflow_prefix + workflow_id
 
-    @property
+    @cached_property
     def workflows(self) -> str:
         """ZSET workflow id -> created ms, the dashboard's list (trimmed by age)."""
         return self.base + "workflows"
 
-    @property
+    @cached_property
     def workflow_keys(self) -> list[str]:
         """The keys every script that may settle a task passes LAST (``_lib_workflow.lua``
         reads them as ``wf_keys()``), so a dependency's outcome decides its dependents."""

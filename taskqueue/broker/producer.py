@@ -14,6 +14,7 @@ from typing import Any
 from taskqueue.broker.core import RedisCore
 from taskqueue.broker.group_commit import GroupCommit
 from taskqueue.broker.keys import Keys
+from taskqueue.broker.lane import Lane, lane_for
 from taskqueue.broker.ports import Producer
 from taskqueue.broker.records import EnqueueRequest, TaskRecord, pairs, text
 from taskqueue.status import as_read
@@ -72,7 +73,23 @@ class RedisProducer(RedisCore, Producer):
     def _group_commit(self) -> GroupCommit[EnqueueRequest, bool | str]:
         return GroupCommit(self._enqueue_now)
 
+    @cached_property
+    def _enqueue_keys(self) -> list[str]:
+        return enqueue_keys(self.keys)
+
+    @cached_property
+    def _lane(self) -> Lane | None:
+        """The connection enqueues are sent on (group commit: one writer at a time)."""
+        return lane_for(self.client)
+
     def _enqueue_now(self, requests: Sequence[EnqueueRequest]) -> list[bool | str]:
+        if not self.keys.cluster:  # one slot group: one script call on the lane
+            keys, args, lane = self._enqueue_keys, enqueue_args(requests), self._lane
+            send = lane.call if lane is not None else None
+            reply = self.producer_call(
+                f"enqueueing {len(requests)} task(s)", lambda: self.run_durable("enqueue", keys, args, send)
+            )
+            return [text(r) if isinstance(r, bytes) else bool(r) for r in reply]
         by_group: dict[Keys, list[int]] = {}
         for i, req in enumerate(requests):
             by_group.setdefault(self.keys.for_queue(req.queue), []).append(i)
@@ -82,7 +99,7 @@ class RedisProducer(RedisCore, Producer):
             (enqueue_keys(k), enqueue_args([requests[i] for i in members])) for k, members in by_group.items()
         ]
         doing = f"enqueueing {len(requests)} task(s)"
-        if len(calls) == 1:  # one slot group (always, on a single server): one script call
+        if len(calls) == 1:  # one slot group: one script call
             keys, args = calls[0]
             replies = [self.producer_call(doing, lambda: self.run_durable("enqueue", keys, args))]
         else:

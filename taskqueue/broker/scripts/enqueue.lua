@@ -79,8 +79,9 @@ end
 local function wake_n(key, n)
   local tokens = {}
   for j = 1, math.min(n, 64) do tokens[j] = '1' end
-  redis.call('RPUSH', key, unpack(tokens))
-  redis.call('LTRIM', key, 0, 63)
+  if redis.call('RPUSH', key, unpack(tokens)) > 64 then  -- nobody listened for a while
+    redis.call('LTRIM', key, 0, 63)
+  end
 end
 for _, queue in ipairs(queues) do
   local ids = pending[queue]
