@@ -50,7 +50,7 @@ class WorkerSettings:
     prefetch: int = 16
     #: Seconds of work a thread may hold in advance; also the longest a finished
     #: task's result waits to be stored with the next batch.
-    prefetch_window: float = 0.005
+    prefetch_window: float = 0.02
     queues: tuple[str, ...] = ()  # empty: every configured queue
     #: Seconds a task runs before it reads RUNNING (and before thread states are published):
     #: a quicker task goes from PENDING straight to its outcome, at no extra round trip.

@@ -34,11 +34,37 @@ local function bucket_of(ms)
   return lo - 1
 end
 
--- Add one observation (ms) to the 'exec' or 'wait' histogram of a task name.
-local function observe(m, kind, name, ms)
+-- Counters of a batch, summed here and written once per field at the end (a batch of
+-- tasks of one name costs one HINCRBY per field, not one per task): add(key, field, n)
+-- adds, flush() writes.
+local function tally()
+  local sums, order = {}, {}
+  local function add(key, field, n)
+    local slot = sums[key]
+    if not slot then
+      slot = {}
+      sums[key] = slot
+      order[#order + 1] = key
+    end
+    slot[field] = (slot[field] or 0) + n
+  end
+  local function flush()
+    for _, key in ipairs(order) do
+      for field, n in pairs(sums[key]) do
+        redis.call('HINCRBY', key, field, n)
+      end
+    end
+  end
+  return add, flush
+end
+
+-- Add one observation (ms) to the 'exec' or 'wait' histogram of a task name, through
+-- add(key, field, n): redis.call's HINCRBY, or a tally's add.
+local function observe(m, kind, name, ms, add)
   if not name or name == '' or not ms or ms < 0 then return end
-  redis.call('HINCRBY', m, kind .. '.' .. bucket_of(ms) .. '|' .. name, 1)
-  redis.call('HINCRBY', m, kind .. '.sum|' .. name, ms)
+  add = add or function(key, field, n) redis.call('HINCRBY', key, field, n) end
+  add(m, kind .. '.' .. bucket_of(ms) .. '|' .. name, 1)
+  add(m, kind .. '.sum|' .. name, ms)
 end
 
 -- Count an event (processed, failed, retried, dead) for a task name.

@@ -19,17 +19,8 @@ local ttl = tonumber(ARGV[1])
 local W = wf_keys()  -- workflows
 local now = now_ms()
 local out, acked = {}, {}
-local sums, order = {}, {}
+local add, write_counts = tally()
 local finished = {}
-local function add(key, field, n)
-  local slot = sums[key]
-  if not slot then
-    slot = {}
-    sums[key] = slot
-    order[#order + 1] = key
-  end
-  slot[field] = (slot[field] or 0) + n
-end
 -- the per-minute history: keys written by this batch
 local minutes, retention, minute_keys = KEYS[7], tonumber(ARGV[2]), {}
 for i = 3, #ARGV, 5 do
@@ -57,10 +48,7 @@ for i = 3, #ARGV, 5 do
     local name = f[2]
     if name and name ~= '' then
       add(m, 'processed|' .. name, 1)
-      if runtime and runtime >= 0 then
-        add(m, 'exec.' .. bucket_of(runtime) .. '|' .. name, 1)
-        add(m, 'exec.sum|' .. name, runtime)
-      end
+      observe(m, 'exec', name, runtime, add)
     end
     local hk = history_add(add, minutes .. queue .. ':', now, retention, name, true, runtime)
     if hk then minute_keys[hk] = true end
@@ -70,11 +58,7 @@ end
 for i = 1, #acked, 500 do
   redis.call('ZREM', leases, unpack(acked, i, math.min(i + 499, #acked)))
 end
-for _, key in ipairs(order) do
-  for field, n in pairs(sums[key]) do
-    redis.call('HINCRBY', key, field, n)
-  end
-end
+write_counts()
 for m, n in pairs(finished) do
   count_finished(m, now, n)
 end

@@ -158,20 +158,22 @@ end
 local out = {now, -1, 0, 0}
 local taken = 0
 local woken = {}
+local count, write_counts = tally()  -- the wait histograms of the tasks leased
 
 -- Lease one PENDING task: LEASED, a fresh token, the lease deadline, its wait observed.
 local function lease(queue, id, fields)
   local t = tp .. id
-  local attempts = redis.call('HINCRBY', t, 'attempts', 1)
+  local attempts = (tonumber(fields[4]) or 0) + 1  -- digits or absent: consider() checked
   local token = worker .. ':' .. now .. ':' .. attempts
-  redis.call('HSET', t, 'status', 'LEASED', 'token', token, 'worker', worker, 'leased_ms', now, 'queue', queue)
+  redis.call('HSET', t, 'status', 'LEASED', 'token', token, 'worker', worker, 'leased_ms', now, 'queue', queue,
+    'attempts', attempts)
   if fields[8] then
     redis.call('HDEL', t, 'unserved_ms')
     redis.call('ZREM', unserved, id)
   end
   redis.call('ZADD', leases, now + lease_ms, id)
   local since = math.max(tonumber(fields[6]) or now, tonumber(fields[7]) or 0)
-  observe(mp .. queue, 'wait', fields[5], math.max(0, now - since))
+  observe(mp .. queue, 'wait', fields[5], math.max(0, now - since), count)
   out[#out + 1] = id
   out[#out + 1] = fields[1]
   out[#out + 1] = fields[2] or ''
@@ -295,5 +297,6 @@ if taken == 0 then
   if l[2] and (next_due < 0 or tonumber(l[2]) < next_due) then next_due = tonumber(l[2]) end
   out[2] = next_due
 end
+write_counts()
 out[3] = dropped
 return out
