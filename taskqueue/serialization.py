@@ -15,6 +15,7 @@ import functools
 import hashlib
 import hmac
 import itertools
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,9 +35,10 @@ MAX_HEADER_NAME = 128
 MAX_HEADER_VALUE = 4096
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Envelope:
-    """The decoded payload of one task."""
+    """The decoded payload of one task. Not frozen: a frozen dataclass sets each field
+    through ``object.__setattr__``, which made building one cost more than decoding it."""
 
     name: str
     args: tuple[Any, ...] = ()
@@ -46,7 +48,10 @@ class Envelope:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-_CONTAINERS = (list, tuple, dict)
+_CONTAINERS = (list, tuple, dict)  # msgpack's ExtType is a tuple: walked, and refused there
+#: Types a decoded value may have that need no walk (one set test per field, in C).
+_LEAVES = frozenset((str, int, float, bool, type(None), bytes, datetime))
+_NAMES = frozenset((str,))
 
 
 def _check_depth(value: Any, depth: int = 0) -> None:
@@ -57,6 +62,11 @@ def _check_depth(value: Any, depth: int = 0) -> None:
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
     for item in items:
         if isinstance(item, _CONTAINERS):
+            if type(item) is msgpack.ExtType:
+                raise SerializationError(
+                    f"the arguments hold an unsupported msgpack extension type {item.code}: "
+                    "only timestamps are data"
+                )
             _check_depth(item, depth + 1)
 
 
@@ -184,6 +194,12 @@ def encode(envelope: Envelope, *, max_bytes: int) -> bytes:
     return data
 
 
+def _unpack_payload(data: bytes, _unpackb: Any = msgpack.unpackb) -> Any:
+    """``_unpackb`` for the worker's hot path: no ext_hook (the walk refuses extensions),
+    and a plain call: a ``functools.partial`` merging keywords cost as much as the decoding."""
+    return _unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+
+
 def decode(data: bytes) -> Envelope:
     """Decode bytes read from Redis; any defect raises SerializationError with the reason.
 
@@ -191,7 +207,7 @@ def decode(data: bytes) -> Envelope:
     (containers are walked for depth only when there are some; options only when present).
     """
     try:
-        body = _unpackb(data)
+        body = _unpack_payload(data)
     except Exception as exc:  # noqa: BLE001 - msgpack raises many unrelated types on garbage
         reason = str(exc) or _QUIET_ERRORS.get(type(exc).__name__, type(exc).__name__)
         raise SerializationError(f"task payload is not valid msgpack: {reason}") from None
@@ -207,15 +223,13 @@ def decode(data: bytes) -> Envelope:
         raise SerializationError("task payload has no task name")
     if type(args) is not list and args != ():
         raise SerializationError("task payload arguments are not a list")
-    for item in args:
-        if isinstance(item, _CONTAINERS):
-            _check_depth(args)
-            break
+    if args and not _LEAVES.issuperset(map(type, args)):
+        _check_depth(args)
     if kwargs is None:
         kwargs = {}
-    elif type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
+    elif type(kwargs) is not dict or not _NAMES.issuperset(map(type, kwargs)):
         raise SerializationError("task payload keyword arguments are not a map of names")
-    else:
+    elif not _LEAVES.issuperset(map(type, kwargs.values())):
         _check_depth(kwargs)
     if options is None:
         options = {}
@@ -231,7 +245,7 @@ def options_problem(options: dict[str, Any]) -> str | None:
     so the caller hears of it, and again when a worker decodes, since Redis is writable."""
     timeout = options.get("timeout")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf")
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf
     ):
         return f"timeout must be seconds > 0, got {describe(timeout)}"
     retries = options.get("max_retries")

@@ -79,9 +79,15 @@ def test_any_msgpack_document_decodes_or_is_refused(document) -> None:
 @given(st.binary(min_size=1, max_size=64), st.integers(min_value=0, max_value=127))
 def test_msgpack_extension_types_are_refused_not_built(data: bytes, code: int) -> None:
     """Only the timestamp extension (-1, decoded by msgpack) is data we know; any other is refused."""
-    packed = msgpack.packb({"v": 1, "n": "t", "a": [msgpack.ExtType(code, data)]}, use_bin_type=True)
-    with pytest.raises(SerializationError, match=f"extension type {code}"):
-        decode(packed)
+    ext = msgpack.ExtType(code, data)
+    for body in (
+        {"v": 1, "n": "t", "a": [ext]},
+        {"v": 1, "n": "t", "a": [1, [2, {"x": ext}]]},  # nested
+        {"v": 1, "n": "t", "k": {"x": ext}},
+        {"v": 1, "n": "t", "k": {"x": [ext]}},
+    ):
+        with pytest.raises(SerializationError, match=f"extension type {code}"):
+            decode(msgpack.packb(body, use_bin_type=True))
     timestamp = b"\x81\xa1v\x01" + bytes([0xC7, len(data), 0xFF]) + data  # {"v": 1, ...} then ext -1
     _decodes_or_refuses(timestamp)
 
