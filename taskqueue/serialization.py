@@ -62,7 +62,7 @@ def _check_depth(value: Any, depth: int = 0) -> None:
     items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
     for item in items:
         if isinstance(item, _CONTAINERS):
-            if type(item) is msgpack.ExtType:
+            if isinstance(item, msgpack.ExtType):
                 raise SerializationError(
                     f"the arguments hold an unsupported msgpack extension type {item.code}: "
                     "only timestamps are data"
