@@ -148,6 +148,9 @@ class TaskFunction(Generic[P, R]):
         self.definition = definition
         self.name = definition.name
         self.signature = inspect.signature(fn)
+        #: The one positional count that fits without a bind (every parameter plain and
+        #: required), so the common ``delay(a, b)`` skips ``Signature.bind``; None: always bind.
+        self._exact = _exact_positional(self.signature)
         self.__wrapped__ = fn
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -162,6 +165,8 @@ class TaskFunction(Generic[P, R]):
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Refuse, at enqueue time, arguments the function could not accept."""
+        if not kwargs and len(args) == self._exact:
+            return
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -172,7 +177,7 @@ class TaskFunction(Generic[P, R]):
         supplies (``chain(fetch.s(url), parse.s())``: ``parse`` gets ``fetch``'s result);
         the whole call is checked when it is sent."""
         try:
-            self.signature.bind(*args, **kwargs)
+            self.check_arguments(args, kwargs)
             checked = True
         except TypeError:
             checked = False  # a workflow may supply the leading arguments: partial is fine
@@ -234,6 +239,14 @@ class TaskFunction(Generic[P, R]):
         return self.sender.enqueue(
             sig, task_id=task_id, depends_on=depends_on, on_dependency_failure=on_dependency_failure
         )
+
+
+def _exact_positional(signature: inspect.Signature) -> int | None:
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = signature.parameters.values()
+    if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+        return len(signature.parameters)
+    return None
 
 
 def function_definition(

@@ -5,8 +5,9 @@ the pool, wraps the call in its own retry object, records observability
 attributes and gives the connection back, for every command. For one
 ``delay()`` that bookkeeping cost more client time than the round trip
 itself (a bare LPUSH loop ran 1.4-2.3x faster through a held connection than
-through ``client.lpush``). A lane holds one connection and sends the packed
-command on it directly, then reads the one reply: the same bytes on the
+through ``client.lpush``). A lane holds one connection and sends the command,
+packed by hiredis when it is installed (redis-py's own packing walks every
+argument in Python first: 12.6 against 4.5 µs for an enqueue), then reads the one reply: the same bytes on the
 wire, the same reply parser, the same error classes (NOSCRIPT is
 ``NoScriptError``, a refused command ``ResponseError``).
 
@@ -25,9 +26,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
+
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:  # redis-py packs through hiredis too, after a Python pass over every argument
+    from hiredis import pack_command as _pack
+except ImportError:  # pragma: no cover - hiredis is optional
+    _pack = None
 
 
 class Lane:
@@ -47,7 +55,8 @@ class Lane:
                 self._pid = os.getpid()
             # On any failure mid-call (timeout, reset, interrupt) redis-py's connection
             # disconnects itself, so a late reply is never read as the next call's.
-            conn.send_packed_command(conn.pack_command(*args), check_health=False)
+            packed = [_pack(args)] if _pack is not None else conn.pack_command(*args)
+            conn.send_packed_command(packed, check_health=False)
             return conn.read_response()
 
 
