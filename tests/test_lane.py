@@ -114,3 +114,15 @@ def test_a_cluster_client_has_no_lane() -> None:
 
     cluster = RedisCluster.__new__(RedisCluster)  # no nodes needed to tell what it is
     assert lane_for(cluster) is None
+
+
+def test_a_small_pool_keeps_its_connections_for_everyone(make_queue: Callable[..., TaskQueue]) -> None:
+    q = make_queue(redis={"pool_size": 2})
+
+    @q.task(name="lane.small")
+    def small() -> int:
+        return 1
+
+    handles = [small.delay() for _ in range(3)]
+    assert q.broker._lane is None  # both connections stay in the pool
+    assert [h.status for h in handles] == ["PENDING"] * 3

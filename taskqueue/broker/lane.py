@@ -60,11 +60,19 @@ class Lane:
             return conn.read_response()
 
 
+#: The smallest pool a lane may take a connection of for good (``redis.pool_size``): in a
+#: smaller one the other callers (``result()``, a worker thread) would wait for it.
+MIN_POOL = 4
+
+
 def lane_for(client: Any) -> Lane | None:
-    """A lane for a plain ``redis.Redis`` (and fakeredis, which is one); None for a cluster."""
+    """A lane for a plain ``redis.Redis`` (and fakeredis, which is one); None for a cluster
+    or a pool of fewer than ``MIN_POOL`` connections (commands then go through redis-py)."""
     from taskqueue.broker.scripts import is_cluster
 
-    return None if is_cluster(client) else Lane(client)
+    if is_cluster(client) or getattr(client.connection_pool, "max_connections", MIN_POOL) < MIN_POOL:
+        return None
+    return Lane(client)
 
 
 __all__ = ["Lane", "lane_for"]
