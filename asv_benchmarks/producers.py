@@ -12,35 +12,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from benchmarks.common import threaded
 
 from taskqueue import TaskQueue, TaskRegistry
 from taskqueue.config import Settings
 from taskqueue.embedded import EmbeddedServer
-
-
-def threaded(threads: int, calls: int, one: Callable[[int], object]) -> float:
-    """calls per second of ``one`` from ``threads`` threads started together."""
-    barrier = threading.Barrier(threads + 1)
-
-    def run(t: int) -> None:
-        barrier.wait()
-        for i in range(calls):
-            one(t * calls + i)
-
-    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for w in workers:
-        w.join()
-    return threads * calls / (time.perf_counter() - start)
 
 
 def main() -> None:

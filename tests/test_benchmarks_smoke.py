@@ -62,6 +62,17 @@ def test_enqueue_benchmarks_write_tasks(bench_modules, redis_client) -> None:
         bench.teardown()
 
 
+def test_producer_threads_benchmark_measures_both_sides(
+    bench_modules, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cls = bench_modules["bench_enqueue"].ProducerThreads
+    monkeypatch.setattr(cls, "calls", 20)
+    bench = cls()
+    r = bench.setup_cache()
+    assert bench.track_delay_8_threads(r) > 0 and bench.track_lpush_8_threads(r) > 0
+    assert bench.track_delay_to_lpush_ratio_8_threads(r) == r["delay"] / r["lpush"]
+
+
 def test_worker_benchmarks_measure_something(bench_modules, monkeypatch: pytest.MonkeyPatch) -> None:
     worker = bench_modules["bench_worker"]
     monkeypatch.setattr(worker, "DRAIN", 300)
@@ -122,6 +133,13 @@ def test_compare_quick_run_for_taskqueue(redis_url: str, redis_client, tmp_path:
     assert "| taskqueue | 1 process x 8 threads |" in proc.stdout
     assert "| redis-py LPUSH loop (one round trip a call) |" in proc.stdout
     assert report["config"]["tasks"] == 200
+    assert "(commit " in report["versions"]["taskqueue"]  # which checkout was measured
+
+
+def test_compare_refuses_a_checkout_without_taskqueue(tmp_path: Path) -> None:
+    argv = [sys.executable, str(COMPARE), "--checkout", str(tmp_path), "--only", "taskqueue"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "no taskqueue package there" in proc.stderr
 
 
 def test_compare_targets_use_the_best_peer() -> None:

@@ -15,6 +15,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,25 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def threaded(threads: int, calls: int, one: Callable[[int], object]) -> float:
+    """Calls per second of ``one`` from ``threads`` threads started together (``calls`` each)."""
+    barrier = threading.Barrier(threads + 1)
+
+    def run(t: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            one(t * calls + i)
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for w in workers:
+        w.join()
+    return threads * calls / (time.perf_counter() - start)
 
 
 def percentile(samples: list[float], q: float) -> float:

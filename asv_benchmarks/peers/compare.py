@@ -4,6 +4,7 @@
     python asv_benchmarks/peers/compare.py              # full: 20,000 tasks, 3 runs
     python asv_benchmarks/peers/compare.py --quick      # a smoke-sized run
     python asv_benchmarks/peers/compare.py --url redis://127.0.0.1:6379/15
+    python asv_benchmarks/peers/compare.py --checkout ../before --only taskqueue  # an older commit
 
 For every library, in every run (libraries interleaved, so slow drifts of
 the machine hit all of them alike):
@@ -79,6 +80,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stall", type=float, default=60.0, help="give up a drain after this long idle")
     p.add_argument("--timeout", type=float, default=900.0, help="give up a drain after this long")
     p.add_argument("--json", default="compare-results.json", help="where to write the results")
+    p.add_argument(
+        "--checkout",
+        type=Path,
+        default=ROOT,
+        help="the taskqueue checkout measured (default: this one); a before/after table is one "
+        "run per checkout, e.g. a `git worktree` of the older commit with --only taskqueue",
+    )
     args = p.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
     args.tasks = args.tasks or (2000 if args.quick else 20_000)
@@ -96,7 +104,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # The adapters (apps/) and the taskqueue of this checkout, whatever is installed.
-    for path in (str(ROOT), str(ROOT / "asv_benchmarks"), str(APPS)):
+    checkout = args.checkout.resolve()
+    if not (checkout / "taskqueue" / "__init__.py").is_file():
+        print(f"--checkout {checkout}: no taskqueue package there", file=sys.stderr)
+        return 2
+    for path in (str(checkout), str(ROOT / "asv_benchmarks"), str(APPS)):
         if path not in sys.path:
             sys.path.insert(0, path)
     say = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
@@ -112,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         report["server"] = server_info(client)
         report["server"]["embedded"] = not args.url
         env = dict(os.environ, BENCH_REDIS_URL=url, BENCH_COUNTER=COUNTER)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS), str(ROOT), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS), str(checkout), env.get("PYTHONPATH")) if p)
         os.environ["BENCH_REDIS_URL"] = url  # for the adapters imported here
         os.environ["BENCH_COUNTER"] = COUNTER
 
@@ -195,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 p: {op: summarize(v) for op, v in ops.items()} for p, ops in limit_samples.items()
             }
         report["versions"] = versions(args.only)
+        report["versions"]["taskqueue"] += commit_of(checkout)
         report["targets"] = targets(report)
         report["table"] = table(report)
 
@@ -207,6 +220,19 @@ def main(argv: list[str] | None = None) -> int:
     print(render(report))
     say(f"results written to {args.json}")
     return 0 if "error" not in rows.get("taskqueue", {}) else 1
+
+
+def commit_of(checkout: Path) -> str:
+    """`` (commit abc1234)`` of a git checkout, or nothing."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return f" (commit {proc.stdout.strip()})" if proc.returncode == 0 and proc.stdout.strip() else ""
 
 
 if __name__ == "__main__":
