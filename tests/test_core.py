@@ -195,6 +195,19 @@ def test_enqueue_is_all_or_nothing_when_redis_refuses_a_write(queue, redis_clien
     # ...and no half-written task, nor half a batch, is left behind.
     assert redis_client.keys(Keys().task_prefix + "*") == []
     assert redis_client.llen(Keys().queue("default")) == 0
+    # The same for a delayed task when the schedule is not a sorted set (a lone task's
+    # write is checked by the write itself; a batch's keys are checked first).
+    redis_client.delete(Keys().queue("low"))
+    redis_client.set(Keys().scheduled, "not a zset")
+    with pytest.raises(BrokerError, match=r"WRONGTYPE .* holds a string, not a zset; nothing was enqueued"):
+        job.apply_async(delay=5)
+    with pytest.raises(BrokerError, match=r"WRONGTYPE .* holds a string, not a zset; nothing was enqueued"):
+        queue.enqueue_many([job.s(), Signature(job.name, delay=5)])
+    assert redis_client.keys(Keys().task_prefix + "*") == []
+    assert redis_client.llen(Keys().queue("default")) == 0
+    redis_client.delete(Keys().scheduled)
+    job.delay()  # the queue itself is fine: a lone task is written whole
+    assert len(redis_client.keys(Keys().task_prefix + "*")) == 1
 
 
 def _wait_dead(q: TaskQueue, count: int) -> list:

@@ -729,7 +729,8 @@ def test_extension_arguments_are_checked(app_queue) -> None:
 
 def test_request_handlers_share_one_connection_pool(example, redis_client) -> None:
     server, _ = example({"TASK_QUEUE_START_WORKERS": False})
-    server.request("POST", "/tasks/example.word_count", {"kwargs": {"text": "warm"}})
+    warm = server.request("POST", "/tasks/example.word_count", {"kwargs": {"text": "warm"}}).json
+    server.request("GET", warm["url"])  # enqueues hold one connection (the lane), reads use the pool
     before = len(redis_client.client_list())
     for i in range(30):
         created = server.request("POST", "/tasks/example.word_count", {"kwargs": {"text": f"n{i}"}}).json
