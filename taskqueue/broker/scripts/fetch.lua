@@ -159,6 +159,15 @@ local out = {now, -1, 0, 0}
 local taken = 0
 local woken = {}
 local count, write_counts = tally()  -- the wait histograms of the tasks leased
+-- The leases of this call (deadline, id, ...), written by one ZADD: before anything reads
+-- the lease set (a concurrency limit's liveness check) and at the end.
+local lease_entries = {}
+local function write_leases()
+  if #lease_entries > 0 then
+    redis.call('ZADD', leases, unpack(lease_entries))
+    lease_entries = {}
+  end
+end
 
 -- Lease one PENDING task: LEASED, a fresh token, the lease deadline, its wait observed.
 local function lease(queue, id, fields)
@@ -171,7 +180,9 @@ local function lease(queue, id, fields)
     redis.call('HDEL', t, 'unserved_ms')
     redis.call('ZREM', unserved, id)
   end
-  redis.call('ZADD', leases, now + lease_ms, id)
+  lease_entries[#lease_entries + 1] = now + lease_ms
+  lease_entries[#lease_entries + 1] = id
+  if #lease_entries >= 1000 then write_leases() end  -- unpack() has a bounded stack
   local since = math.max(tonumber(fields[6]) or now, tonumber(fields[7]) or 0)
   observe(mp .. queue, 'wait', fields[5], math.max(0, now - since), count)
   out[#out + 1] = id
@@ -237,8 +248,11 @@ local function consider(queue, id)
       return not_mine(queue, id, fields)
     end
     -- flow control (_lib_limits.lua): held back by its rate or concurrency limit
-    if fields[10] and limits_hold(lp, tp, scheduled, leases, id, fields[10], fields[11], now) then
-      return true
+    if fields[10] then
+      write_leases()  -- limits_hold counts live holders by their lease
+      if limits_hold(lp, tp, scheduled, leases, id, fields[10], fields[11], now) then
+        return true
+      end
     end
     lease(queue, id, fields)
   elseif not KNOWN[status] then
@@ -297,6 +311,7 @@ if taken == 0 then
   if l[2] and (next_due < 0 or tonumber(l[2]) < next_due) then next_due = tonumber(l[2]) end
   out[2] = next_due
 end
+write_leases()
 write_counts()
 out[3] = dropped
 return out
