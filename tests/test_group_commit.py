@@ -129,3 +129,68 @@ def test_one_callers_bad_queue_key_fails_only_that_caller(make_queue, redis_clie
     assert len(errors) == 30 and all("WRONGTYPE" in str(e) or "wrong" in str(e).lower() for e in errors)
     assert len(stored) == 150
     assert redis_client.llen(q.broker.keys.queue("default")) == 150
+
+
+def test_a_waiting_caller_that_is_interrupted_leaves_no_one_waiting_for_ever(monkeypatch) -> None:
+    from taskqueue.broker import group_commit
+
+    first_started, release = threading.Event(), threading.Event()
+
+    def write(items: Sequence[int]) -> list[int]:
+        if items == [1]:
+            first_started.set()
+            assert release.wait(10)
+        return list(items)
+
+    gc: GroupCommit[int, int] = GroupCommit(write)
+    leader = threading.Thread(target=gc.submit, args=([1],))
+    leader.start()
+    assert first_started.wait(10)
+
+    class Interrupted(BaseException):
+        pass
+
+    real = threading.Lock
+
+    class InterruptedLock:
+        """The waiting caller's lock: acquired at creation, then its wait is interrupted
+        just as the leader hands it the lead."""
+
+        def __init__(self) -> None:
+            self.state = real()
+
+        def acquire(self, blocking: bool = True) -> bool:
+            if blocking and not self.state.locked():
+                return self.state.acquire()
+            if blocking:
+                release.set()  # the leader finishes and hands this caller the lead...
+                wait_until(lambda: not self.state.locked())
+                raise Interrupted  # ...which it never takes
+            return self.state.acquire(blocking=False)
+
+        def release(self) -> None:
+            self.state.release()
+
+        def locked(self) -> bool:
+            return self.state.locked()
+
+    class Entry(group_commit._Entry):  # type: ignore[type-arg]
+        def __init__(self, items: Sequence[int]) -> None:
+            super().__init__(items)
+            self.wake = InterruptedLock()  # type: ignore[assignment]
+            self.wake.acquire()
+
+    monkeypatch.setattr(group_commit, "_Entry", Entry)
+    try:
+        gc.submit([2])
+    except Interrupted:
+        pass
+    else:
+        raise AssertionError("the wait was not interrupted")
+    monkeypatch.setattr(group_commit, "_Entry", Entry.__mro__[1])
+    leader.join(10)
+    done: list[list[int]] = []
+    caller = threading.Thread(target=lambda: done.append(gc.submit([3])))
+    caller.start()
+    caller.join(10)
+    assert done == [[3]]  # the lead was passed on: a later caller is not stuck behind it
