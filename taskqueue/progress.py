@@ -114,6 +114,8 @@ class ProgressReporter:
 
     def flush(self, task_id: str) -> None:
         """Write a task's unwritten value now (its attempt is ending), in the caller's thread."""
+        if task_id not in self._pending:  # nothing reported (only its own thread reports it)
+            return
         with self._cond:
             item = self._pending.pop(task_id, None)
         if item is not None:

@@ -66,6 +66,8 @@ class TaskDefinition:
         signature = _signature(self.target)
         if signature is None:  # builtins without a signature: let the call decide
             return lambda: self.target(*envelope.args, **envelope.kwargs)
+        if not envelope.kwargs and len(envelope.args) == exact_positional(signature):
+            return lambda: self.target(*envelope.args)  # fits without a bind
         try:
             bound = signature.bind(*envelope.args, **envelope.kwargs)
         except TypeError as exc:
@@ -123,6 +125,18 @@ def _signature(target: Callable[..., Any]) -> inspect.Signature | None:
         return inspect.signature(target)
     except (TypeError, ValueError):
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def exact_positional(signature: inspect.Signature) -> int | None:
+    """How many positional arguments fit ``signature`` for sure, without ``bind``: its
+    parameter count when every parameter is plain (positional or keyword) and required;
+    None when a bind must decide (defaults, ``*args``, keyword-only...)."""
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = signature.parameters.values()
+    if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+        return len(signature.parameters)
+    return None
 
 
 class TaskRegistry:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, Protocol, T
 
 from taskqueue.config import TaskSettings
 from taskqueue.limits import check_unique_call, make_limits
-from taskqueue.registry import TaskDefinition, TaskRegistry, check_name, registry
+from taskqueue.registry import TaskDefinition, TaskRegistry, check_name, exact_positional, registry
 from taskqueue.retry import RetryPolicy, WaitStrategy, as_exception_types
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class TaskFunction(Generic[P, R]):
         self.signature = inspect.signature(fn)
         #: The one positional count that fits without a bind (every parameter plain and
         #: required), so the common ``delay(a, b)`` skips ``Signature.bind``; None: always bind.
-        self._exact = _exact_positional(self.signature)
+        self._exact = exact_positional(self.signature)
         self.__wrapped__ = fn
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -239,14 +239,6 @@ class TaskFunction(Generic[P, R]):
         return self.sender.enqueue(
             sig, task_id=task_id, depends_on=depends_on, on_dependency_failure=on_dependency_failure
         )
-
-
-def _exact_positional(signature: inspect.Signature) -> int | None:
-    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    params = signature.parameters.values()
-    if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
-        return len(signature.parameters)
-    return None
 
 
 def function_definition(
