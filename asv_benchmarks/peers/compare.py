@@ -111,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     for path in (str(checkout), str(ROOT / "asv_benchmarks"), str(APPS)):
         if path not in sys.path:
             sys.path.insert(0, path)
+    # Imported now, before the asv package (imported by measure.server) puts this
+    # checkout first on sys.path: the adapter must measure --checkout's code.
+    import taskqueue
+
+    if Path(taskqueue.__file__).resolve().parents[1] != checkout:
+        print(f"--checkout {checkout}: taskqueue was imported from {taskqueue.__file__}", file=sys.stderr)
+        return 2
     say = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
     report: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
