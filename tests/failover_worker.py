@@ -1,7 +1,8 @@
 """A worker process for the failover tests: ``python tests/failover_worker.py URL LEDGER THREADS ACKS``.
 
-Every run of ``failover.work`` appends its task id to the ledger file (a local
-file, not Redis: the ledger must not be lost with the master the test kills).
+Every run of ``failover.work`` appends its task id, process, start time and attempt
+number to the ledger file (a local file, not Redis: the ledger must not be lost with
+the master the test kills).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def build(url: str, ledger: str, acks: int) -> tuple[TaskQueue, Any]:
 
     @q.task(name="failover.work", queue="q0", max_retries=5)
     def work(n: int) -> int:
-        os.write(fd, f"{current_task().id} {os.getpid()} {time.time():.6f}\n".encode())
+        task = current_task()
+        os.write(fd, f"{task.id} {os.getpid()} {time.time():.6f} {task.attempt}\n".encode())
         time.sleep(0.004)  # long enough that the run is still going when the master dies
         return n
 
