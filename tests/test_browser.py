@@ -72,9 +72,16 @@ m = q.monitor(refresh=0.5)
 m
 """,
     """
-time.sleep(1.2)
+def refreshed(times):  # the monitor's own thread counts its refreshes
+    until, started = m.refreshes + times, time.monotonic()
+    while m.refreshes < until:
+        assert time.monotonic() - started < 60, "the monitor stopped refreshing"
+        time.sleep(0.05)
+
+
+refreshed(2)  # a sample of the chart before each burst
 q.map(add, [(i, i) for i in range(150)], queue="high")
-time.sleep(1.2)
+refreshed(2)
 q.map(add, [(i, i) for i in range(60)], queue="high")
 m.dead_select.value = m.dead_select.options[0][1]
 print("all cells ran")
