@@ -173,26 +173,11 @@ def redis_benchmark(url: str, pipeline: int, requests: int) -> dict[str, float] 
 def measure_threaded(adapter: Any, client: redis.Redis, threads: int, calls: int) -> float:
     """Enqueue rate with ``threads`` threads calling ``enqueue_one`` at once (``calls`` in
     all), as a web app under load does; the threads start together on a barrier."""
-    import threading
+    from benchmarks.common import threaded  # the asv suite's timer (compare.py puts it on the path)
 
     adapter.enqueue_one()
     client.flushdb()
-    per = max(1, calls // threads)
-    barrier = threading.Barrier(threads + 1)
-
-    def run() -> None:
-        barrier.wait()
-        for _ in range(per):
-            adapter.enqueue_one()
-
-    workers = [threading.Thread(target=run) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    start = time.perf_counter()
-    for w in workers:
-        w.join()
-    return threads * per / (time.perf_counter() - start)
+    return threaded(threads, max(1, calls // threads), lambda _: adapter.enqueue_one())
 
 
 class RawLpush:

@@ -142,17 +142,7 @@ class Workers:
         return victim.pid
 
     def stop_all(self) -> None:
-        for p in self.alive():
-            p.send_signal(signal.SIGCONT)
-            p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-            if p.stdout:
-                p.stdout.close()
+        stop_processes(self.procs)
 
     def log_text(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in self.logs)
@@ -208,3 +198,20 @@ def check_ledger(q: TaskQueue, ids: list[str], ledger: Ledger, *, killed: set[in
             if run.attempt < final and killed:
                 assert run.pid in killed, f"{task_id}: attempt {run.attempt} reran without a kill ({run})"
     return {"tasks": len(ids), "redelivered": redelivered, "ran_more_than_once": duplicates}
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop worker processes as a supervisor would: SIGTERM (after SIGCONT, for one a test
+    paused), 20 s to drain, then SIGKILL; their output pipes closed."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+        if p.stdout:
+            p.stdout.close()

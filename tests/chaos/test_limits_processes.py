@@ -21,7 +21,7 @@ import redis
 from taskqueue import Signature, TaskQueue
 from tests.conftest import wait_until
 
-from .conftest import CHAOS, ROOT, report
+from .conftest import CHAOS, ROOT, report, stop_processes
 
 pytestmark = CHAOS
 SCRIPT = ROOT / "tests" / "chaos" / "limits_worker.py"
@@ -44,17 +44,7 @@ class Procs:
         return proc
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-            if p.stdout:
-                p.stdout.close()
+        stop_processes(self.procs)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import redis
 
 from taskqueue import Signature, TaskQueue, TaskRegistry, TaskStatus, chord
 
-from .conftest import CHAOS, ROOT, report
+from .conftest import CHAOS, ROOT, report, stop_processes
 from .workflow_worker import define
 
 pytestmark = CHAOS
@@ -60,17 +60,7 @@ class Workers:
         self.killed.add(victim.pid)
 
     def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-            if p.stdout:
-                p.stdout.close()
+        stop_processes(self.procs)
 
 
 @pytest.fixture(params=["server", "cluster"])
